@@ -1,0 +1,106 @@
+/**
+ * Real-shaped synthetic models: seeded random weights with the right shapes and scales, so that
+ * bandwidth-bound regimes can be measured without downloading anything. They are labelled
+ * synthetic everywhere they appear (format 'synthetic', name suffixed "(synthetic)").
+ */
+import { KloopError } from '../errors.ts';
+import type { LayerWeights, LoadedModel, ModelConfig, Tokenizer } from './types.ts';
+
+type Shape = Omit<ModelConfig, 'bosId' | 'eosId' | 'attentionBias'> & { attentionBias?: boolean };
+
+/** Published shapes (config.json / llama2.c headers). seqLen is capped where the KV cache would be huge. */
+export const SYNTHETIC_SHAPES: Record<string, Shape> = {
+  stories15M: { dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, headDim: 48, vocabSize: 32000, seqLen: 256, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true },
+  stories42M: { dim: 512, hiddenDim: 1376, nLayers: 8, nHeads: 8, nKvHeads: 8, headDim: 64, vocabSize: 32000, seqLen: 1024, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true },
+  stories110M: { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, headDim: 64, vocabSize: 32000, seqLen: 1024, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true },
+  'SmolLM-135M': { dim: 576, hiddenDim: 1536, nLayers: 30, nHeads: 9, nKvHeads: 3, headDim: 64, vocabSize: 49152, seqLen: 2048, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true },
+  'Llama-3.2-1B': { dim: 2048, hiddenDim: 8192, nLayers: 16, nHeads: 32, nKvHeads: 8, headDim: 64, vocabSize: 128256, seqLen: 2048, normEps: 1e-5, ropeTheta: 500000, tiedEmbeddings: true },
+};
+
+/** mulberry32: small, fast, seeded. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform weights with the variance of a trained layer's init (1/fan_in), scaled by `gain`. */
+function matrix(rows: number, cols: number, next: () => number, gain = 1): Float32Array {
+  const a = new Float32Array(rows * cols);
+  const bound = gain * Math.sqrt(3 / cols);
+  for (let i = 0; i < a.length; i++) a[i] = (2 * next() - 1) * bound;
+  return a;
+}
+
+function norm(n: number, next: () => number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = 1 + 0.2 * (next() - 0.5);
+  return a;
+}
+
+const noTokenizer = (name: string): Tokenizer => {
+  const fail = (): never => {
+    throw new KloopError(`${name}: a synthetic model has no tokenizer; give token ids instead of text`);
+  };
+  return { encode: fail, decode: fail, decodeStep: fail, vocabSize: 0, toJSON: fail };
+};
+
+/**
+ * A model of `shape` (a name from SYNTHETIC_SHAPES, or explicit dimensions) with seeded random
+ * weights. The same seed gives bit-identical weights.
+ */
+export function syntheticModel(shape: string | Shape, seed = 1234): LoadedModel {
+  let s: Shape;
+  let name: string;
+  if (typeof shape === 'string') {
+    const found = SYNTHETIC_SHAPES[shape];
+    if (!found) {
+      throw new KloopError(`--shape ${shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
+    }
+    s = found;
+    name = `${shape} (synthetic)`;
+  } else {
+    s = shape;
+    name = `synthetic-${s.dim}x${s.nLayers}`;
+  }
+  const config: ModelConfig = { ...s, attentionBias: s.attentionBias ?? false, bosId: 1, eosId: 2 };
+  const next = rng(seed);
+  const { dim, hiddenDim, nHeads, nKvHeads, headDim } = config;
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const layer: LayerWeights = {
+      attnNorm: norm(dim, next),
+      wq: matrix(qDim, dim, next),
+      wk: matrix(kvDim, dim, next),
+      wv: matrix(kvDim, dim, next),
+      wo: matrix(dim, qDim, next, 0.5),
+      ffnNorm: norm(dim, next),
+      w1: matrix(hiddenDim, dim, next),
+      w2: matrix(dim, hiddenDim, next, 0.5),
+      w3: matrix(hiddenDim, dim, next),
+    };
+    if (config.attentionBias) {
+      layer.bq = matrix(1, qDim, next, 0.1);
+      layer.bk = matrix(1, kvDim, next, 0.1);
+      layer.bv = matrix(1, kvDim, next, 0.1);
+    }
+    layers.push(layer);
+  }
+  const tokEmb = matrix(config.vocabSize, dim, next, Math.sqrt(dim / 3));
+  const wcls = config.tiedEmbeddings ? tokEmb : matrix(config.vocabSize, dim, next);
+  return {
+    name,
+    source: `synthetic:${typeof shape === 'string' ? shape : name}:seed=${seed}`,
+    format: 'synthetic',
+    config,
+    weights: { tokEmb, layers, finalNorm: norm(dim, next), wcls },
+    tokenizer: noTokenizer(name),
+  };
+}
