@@ -1,0 +1,86 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { modelsDir } from '../helpers/paths.ts';
+import { loadModel } from '../../src/loader/index.ts';
+import { parseGgufHeader } from '../../src/loader/gguf.ts';
+import { KloopError } from '../../src/errors.ts';
+import type { LoadedModel } from '../../src/loader/types.ts';
+
+const ggufPath = path.join(modelsDir, 'stories260K/stories260K.gguf');
+const binPath = path.join(modelsDir, 'stories260K/stories260K.bin');
+const tmp = mkdtempSync(path.join(tmpdir(), 'kloop-gguf-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function expectKloopError(p: Promise<unknown>, re: RegExp): Promise<void> {
+  const e = await p.then(() => null, (err: unknown) => err);
+  expect(e).toBeInstanceOf(KloopError);
+  expect((e as Error).message).toMatch(re);
+  expect((e as Error).message).not.toContain('\n');
+}
+
+describe('GGUF stories260K', async () => {
+  const g: LoadedModel = await loadModel(ggufPath);
+  const b: LoadedModel = await loadModel(binPath);
+
+  it('reads the config from the metadata', () => {
+    expect(g.format).toBe('gguf');
+    expect(g.name).toBe('stories260K');
+    expect(g.config).toEqual({ ...b.config, seqLen: 2048, tiedEmbeddings: false });
+  });
+
+  it('has weights equal to the llama2.c checkpoint (no RoPE permutation)', () => {
+    expect(g.weights.tokEmb).toEqual(b.weights.tokEmb);
+    expect(g.weights.finalNorm).toEqual(b.weights.finalNorm);
+    expect(g.weights.wcls).toEqual(b.weights.wcls);
+    expect(g.weights.layers).toHaveLength(5);
+    for (let l = 0; l < 5; l++) {
+      const gl = g.weights.layers[l]!;
+      const bl = b.weights.layers[l]!;
+      for (const k of ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'] as const) {
+        expect(gl[k], `layer ${l} ${k}`).toEqual(bl[k]);
+      }
+    }
+  });
+
+  it('builds the same tokenizer as tok512.bin', () => {
+    expect(g.tokenizer.toJSON()).toBe(b.tokenizer.toJSON());
+    expect(g.tokenizer.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
+  });
+});
+
+describe('GGUF errors', () => {
+  const raw = readFileSync(ggufPath);
+  let n = 0;
+  const variant = (mutate: (b: Buffer) => Buffer): string => {
+    const p = path.join(tmp, `broken${n++}.gguf`);
+    writeFileSync(p, mutate(Buffer.from(raw)));
+    return p;
+  };
+
+  it('names the file of a truncated GGUF', async () => {
+    await expectKloopError(loadModel(variant((b) => b.subarray(0, b.length - 1000))), /broken\d+\.gguf: tensor .* beyond the end of the file/);
+    await expectKloopError(loadModel(variant((b) => b.subarray(0, 500))), /broken\d+\.gguf: (truncated GGUF header|absurd tensor count 48 for the file size \(500 bytes\): corrupt or truncated)/);
+    await expectKloopError(loadModel(variant((b) => b.subarray(0, 10))), /broken\d+\.gguf: truncated GGUF file/);
+  });
+
+  it('rejects a bad version and absurd counts', async () => {
+    await expectKloopError(loadModel(variant((b) => (b.writeUInt32LE(7, 4), b))), /unsupported GGUF version 7/);
+    await expectKloopError(loadModel(variant((b) => (b.writeBigUInt64LE(1n << 40n, 8), b))), /absurd tensor count/);
+    await expectKloopError(loadModel(variant((b) => (b.writeBigUInt64LE(1n << 62n, 16), b))), /absurd metadata count/);
+  });
+
+  it('survives every single-byte corruption of the header with a KloopError or a valid load', async () => {
+    const h = parseGgufHeader(ggufPath, raw, raw.length);
+    for (let i = 0; i < h.dataOffset; i += 97) {
+      const buf = Buffer.from(raw);
+      buf[i] = buf[i]! ^ 0xff;
+      try {
+        parseGgufHeader('x.gguf', buf, buf.length);
+      } catch (e) {
+        expect(e).toBeInstanceOf(KloopError);
+      }
+    }
+  });
+});
