@@ -249,7 +249,7 @@ export async function loadGguf(path: string): Promise<LoadedModel> {
     };
     const arch = str('general.architecture');
     need(arch !== undefined, path, 'missing metadata general.architecture');
-    const archInfo = ARCHS[arch];
+    const archInfo = Object.hasOwn(ARCHS, arch) ? ARCHS[arch] : undefined;
     need(archInfo, path, `unsupported general.architecture "${arch}" (llama or qwen2 expected)`);
     const ropeScaling = str(`${arch}.rope.scaling.type`);
     need(ropeScaling === undefined || ropeScaling === 'none', path, `unsupported ${arch}.rope.scaling.type "${ropeScaling}"`);

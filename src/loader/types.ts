@@ -34,6 +34,8 @@ export interface ModelConfig {
   /** Token ids. */
   bosId: number;
   eosId: number;
+  /** Every end-of-sequence id when the model has several (Hugging Face eos_token_id lists); eosId is the first. */
+  eosIds?: number[];
 }
 
 export interface LayerWeights {

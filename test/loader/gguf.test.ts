@@ -6,6 +6,7 @@ import { modelsDir } from '../helpers/paths.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { parseGgufHeader } from '../../src/loader/gguf.ts';
 import { KloopError } from '../../src/errors.ts';
+import { expectKloopError, expectSameF32 } from './helpers.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
 
 const ggufPath = path.join(modelsDir, 'stories260K/stories260K.gguf');
@@ -13,12 +14,6 @@ const binPath = path.join(modelsDir, 'stories260K/stories260K.bin');
 const tmp = mkdtempSync(path.join(tmpdir(), 'kloop-gguf-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function expectKloopError(p: Promise<unknown>, re: RegExp): Promise<void> {
-  const e = await p.then(() => null, (err: unknown) => err);
-  expect(e).toBeInstanceOf(KloopError);
-  expect((e as Error).message).toMatch(re);
-  expect((e as Error).message).not.toContain('\n');
-}
 
 describe('GGUF stories260K', async () => {
   const g: LoadedModel = await loadModel(ggufPath);
@@ -31,15 +26,15 @@ describe('GGUF stories260K', async () => {
   });
 
   it('has weights equal to the llama2.c checkpoint (no RoPE permutation)', () => {
-    expect(g.weights.tokEmb).toEqual(b.weights.tokEmb);
-    expect(g.weights.finalNorm).toEqual(b.weights.finalNorm);
-    expect(g.weights.wcls).toEqual(b.weights.wcls);
+    expectSameF32(g.weights.tokEmb, b.weights.tokEmb);
+    expectSameF32(g.weights.finalNorm, b.weights.finalNorm);
+    expectSameF32(g.weights.wcls, b.weights.wcls);
     expect(g.weights.layers).toHaveLength(5);
     for (let l = 0; l < 5; l++) {
       const gl = g.weights.layers[l]!;
       const bl = b.weights.layers[l]!;
       for (const k of ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'] as const) {
-        expect(gl[k], `layer ${l} ${k}`).toEqual(bl[k]);
+        expectSameF32(gl[k], bl[k], `layer ${l} ${k}`);
       }
     }
   });

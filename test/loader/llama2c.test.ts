@@ -5,22 +5,13 @@ import path from 'node:path';
 import { modelsDir } from '../helpers/paths.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { KloopError } from '../../src/errors.ts';
+import { expectKloopError, expectSameF32 } from './helpers.ts';
 
 const stories = path.join(modelsDir, 'stories260K/stories260K.bin');
 const aidreams = path.join(modelsDir, 'aidreams260K/aidreams260K.bin');
 const tmp = mkdtempSync(path.join(tmpdir(), 'kloop-l2c-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function expectKloopError(p: Promise<unknown>, re: RegExp): Promise<KloopError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(KloopError);
-  expect((e as KloopError).message).toMatch(re);
-  expect((e as KloopError).message).not.toContain('\n');
-  return e as KloopError;
-}
 
 describe('llama2.c checkpoints', () => {
   it('loads stories260K with its tokenizer', async () => {
@@ -88,7 +79,7 @@ describe('llama2.c checkpoints', () => {
     const m = await loadModel(path.join(dir, 'm.bin'));
     expect(m.config.tiedEmbeddings).toBe(false);
     expect(m.weights.wcls).not.toBe(m.weights.tokEmb);
-    expect(m.weights.wcls).toEqual(m.weights.tokEmb);
+    expectSameF32(m.weights.wcls, m.weights.tokEmb);
   });
 });
 
