@@ -110,6 +110,11 @@ export async function loadHF(dir: string): Promise<LoadedModel> {
     eosId: config.eosId >= 0 ? config.eosId : null,
     addBos: config.bosId >= 0 && postProcessorAddsPrefix(tokJson as Record<string, unknown>),
   });
+  need(
+    tokenizer.vocabSize <= config.vocabSize,
+    tokPath,
+    `the tokenizer has ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${config.vocabSize}`,
+  );
 
   const files: BinaryFile[] = [];
   try {

@@ -54,14 +54,19 @@ export async function detectFormat(path: string): Promise<{ format: DetectedForm
   if (name.endsWith('.safetensors') || name === 'config.json' || name === 'model.safetensors.index.json') {
     return { format: 'hf', path: dirname(path) };
   }
-  const fh = await open(path, 'r');
+  if (!st.isFile()) throw fileError(path, 'not a regular file or folder');
+  const magic = Buffer.alloc(4);
   try {
-    const magic = Buffer.alloc(4);
-    await fh.read(magic, 0, 4, 0);
-    if (magic.toString('latin1') === 'GGUF') return { format: 'gguf', path };
-  } finally {
-    await fh.close();
+    const fh = await open(path, 'r');
+    try {
+      await fh.read(magic, 0, 4, 0);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    throw fileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
+  if (magic.toString('latin1') === 'GGUF') return { format: 'gguf', path };
   return { format: 'llama2c', path };
 }
 

@@ -251,7 +251,7 @@ export class JsonTokenizer implements Tokenizer {
   private readonly special: Set<number>;
   private readonly added: Set<number>;
   private readonly source: string;
-  private readonly bytesOf: (Uint8Array | null)[];
+  private readonly bytesOf = new Map<number, Uint8Array>();
   private readonly pieceOf: (string | undefined)[];
   private readonly byteLevel: boolean;
   private readonly spaceChar: string | null;
@@ -316,7 +316,6 @@ export class JsonTokenizer implements Tokenizer {
     this.stripAfterBos =
       (strip !== null && strip.content === ' ' && Number(strip.start) >= 1) ||
       (meta !== null && meta.prepend_scheme !== 'never' && meta.add_prefix_space !== false);
-    this.bytesOf = new Array(size).fill(null);
   }
 
   encode(text: string, options?: { bos?: boolean }): number[] {
@@ -367,7 +366,7 @@ export class JsonTokenizer implements Tokenizer {
   /** The bytes token `id` contributes to the output (empty for special or unknown ids). */
   tokenBytes(id: number): Uint8Array {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return EMPTY;
-    const cached = this.bytesOf[id];
+    const cached = this.bytesOf.get(id);
     if (cached) return cached;
     const piece = this.pieceOf[id];
     let out: Uint8Array;
@@ -384,7 +383,7 @@ export class JsonTokenizer implements Tokenizer {
     } else {
       out = ENCODER.encode(this.spaceChar ? piece.replaceAll(this.spaceChar, ' ') : piece);
     }
-    this.bytesOf[id] = out;
+    this.bytesOf.set(id, out);
     return out;
   }
 
