@@ -66,6 +66,43 @@ describe('GGUF errors', () => {
     await expectKloopError(loadModel(variant((b) => (b.writeBigUInt64LE(1n << 62n, 16), b))), /absurd metadata count/);
   });
 
+  /** Byte offset just after the GGUF string `key` (u64 length + bytes) in the header. */
+  const after = (key: string): number => {
+    const i = raw.indexOf(Buffer.from(key, 'utf8'));
+    expect(i).toBeGreaterThan(0);
+    expect(Number(raw.readBigUInt64LE(i - 8))).toBe(Buffer.byteLength(key));
+    return i + Buffer.byteLength(key);
+  };
+
+  it('rejects a shape disagreeing with the metadata', async () => {
+    const p = variant((b) => {
+      const o = after('llama.feed_forward_length');
+      expect(b.readUInt32LE(o)).toBe(4); // uint32 value type
+      b.writeUInt32LE(100, o + 4);
+      return b;
+    });
+    await expectKloopError(loadModel(p), /broken\d+\.gguf: tensor blk\.0\.ffn_gate\.weight has shape \[64, 172\], the config implies \[64, 100\]/);
+  });
+
+  it('rejects quantized tensor types by name', async () => {
+    const p = variant((b) => {
+      const o = after('token_embd.weight');
+      expect(b.readUInt32LE(o)).toBe(2); // n_dims
+      b.writeUInt32LE(2, o + 4 + 16); // type: Q4_0
+      return b;
+    });
+    await expectKloopError(loadModel(p), /tensor token_embd\.weight has unsupported type Q4_0/);
+  });
+
+  it('rejects a missing tokenizer', async () => {
+    const p = variant((b) => {
+      const o = after('tokenizer.ggml.model');
+      b.write('XXXXXXXXX.ggml.model', o - 20, 'utf8');
+      return b;
+    });
+    await expectKloopError(loadModel(p), /missing metadata tokenizer\.ggml\.model/);
+  });
+
   it('survives every single-byte corruption of the header with a KloopError or a valid load', async () => {
     const h = parseGgufHeader(ggufPath, raw, raw.length);
     for (let i = 0; i < h.dataOffset; i += 97) {

@@ -208,3 +208,13 @@ describe('Hugging Face errors', () => {
     await expectKloopError(loadModel(variant(rewrite((s) => s.replace('{"__metadata__"', '["__metadata__"')))), /model\.safetensors: broken safetensors header JSON/);
   });
 });
+
+describe('half-precision conversion', () => {
+  it('converts F16 and BF16 exactly', async () => {
+    const { f16ToF32, bf16ToF32 } = await import('../../src/loader/util.ts');
+    const f16 = new Uint16Array([0x0000, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x3555]);
+    expect(Array.from(f16ToF32(new Uint8Array(f16.buffer)))).toEqual([0, -0, 1, -2, 65504, 2 ** -24, 1023 * 2 ** -24, Math.fround(0.333251953125)]);
+    const bf = new Uint16Array([0x3f80, 0xc040, 0x0000, 0x4049]);
+    expect(Array.from(bf16ToF32(new Uint8Array(bf.buffer)))).toEqual([1, -3, 0, 3.140625]);
+  });
+});
