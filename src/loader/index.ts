@@ -11,22 +11,16 @@ import { basename, dirname, join } from 'node:path';
 import type { LoadedModel, Tokenizer } from './types.ts';
 import { fileError, parseJson, readSmallFile } from './util.ts';
 import { loadLlama2c } from './llama2c.ts';
-import { JsonTokenizer, loadLlama2cTokenizer } from './tokenizer.ts';
+import { JsonTokenizer } from './tokenizer.ts';
 import { loadGguf } from './gguf.ts';
 import { loadHF } from './hf.ts';
 
-export { loadLlama2c, readLlama2cWeights, parseLlama2cHeader } from './llama2c.ts';
+export { loadLlama2c, readLlama2cWeights, parseLlama2cHeader, loadLlama2cTokenizer, readLlama2cTokenizer } from './llama2c.ts';
 export { loadGguf } from './gguf.ts';
 export { loadHF } from './hf.ts';
 export { convertToHF } from './convert.ts';
 export { resolveDefaultModel } from './resolve.ts';
-export {
-  JsonTokenizer,
-  loadLlama2cTokenizer,
-  readLlama2cTokenizer,
-  buildSpmTokenizerJson,
-  spmTokenizer,
-} from './tokenizer.ts';
+export { JsonTokenizer, parseLlama2cTokenizer, buildSpmTokenizerJson, spmTokenizer } from './tokenizer.ts';
 export type { SpmVocab } from './tokenizer.ts';
 
 export interface LoadOptions {

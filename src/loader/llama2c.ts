@@ -5,8 +5,8 @@
  * the legacy freq_cis_real/imag (skipped), and wcls when vocab_size was negative.
  */
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights, Tokenizer } from './types.ts';
-import { loadLlama2cTokenizer } from './tokenizer.ts';
-import { BinaryFile, LIMITS, checkInt, fileError, modelName, need, validateConfig } from './util.ts';
+import { parseLlama2cTokenizer, spmTokenizer, type JsonTokenizer, type SpmVocab } from './tokenizer.ts';
+import { BinaryFile, LIMITS, checkInt, fileError, modelName, need, readSmallFile, validateConfig } from './util.ts';
 
 const HEADER_BYTES = 28;
 /** llama2.c export versions >= 1 start with this magic ("ak42"). */
@@ -141,4 +141,14 @@ export async function loadLlama2c(path: string, tokenizer: string | Tokenizer): 
     `the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}`,
   );
   return { name: modelName(path), source: path, format: 'llama2c', config, weights, tokenizer };
+}
+
+/** Read a llama2.c tokenizer .bin file (see parseLlama2cTokenizer). */
+export async function readLlama2cTokenizer(path: string, count?: number): Promise<SpmVocab> {
+  return parseLlama2cTokenizer(await readSmallFile(path, 1 << 28), path, count);
+}
+
+/** Load a llama2.c tokenizer .bin as a Tokenizer (through a generated tokenizer.json). */
+export async function loadLlama2cTokenizer(path: string, count?: number): Promise<JsonTokenizer> {
+  return spmTokenizer(await readLlama2cTokenizer(path, count), path);
 }

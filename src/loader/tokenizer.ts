@@ -15,7 +15,7 @@
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import type { Tokenizer } from './types.ts';
 import { KloopError } from '../errors.ts';
-import { BinaryFile, fileError, need } from './util.ts';
+import { fileError, need } from './fail.ts';
 
 /** Sentencepiece piece types (the GGUF tokenizer.ggml.token_type values). */
 export const enum PieceType {
@@ -47,15 +47,7 @@ const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
  * the end of the file. Ids 0/1/2 are <unk>/<s>/</s>; "<0xNN>" pieces are byte fallback;
  * a space in a piece stands for "▁".
  */
-export async function readLlama2cTokenizer(path: string, count?: number): Promise<SpmVocab> {
-  const f = await BinaryFile.open(path);
-  let buf: Uint8Array;
-  try {
-    need(f.size <= 1 << 28, path, `tokenizer file too large (${f.size} bytes)`);
-    buf = await f.bytes(0, f.size, 'tokenizer');
-  } finally {
-    await f.close();
-  }
+export function parseLlama2cTokenizer(buf: Uint8Array, path: string, count?: number): SpmVocab {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   need(buf.length >= 4, path, 'truncated tokenizer file (no header)');
   const maxLen = dv.getInt32(0, true);
@@ -401,7 +393,3 @@ export function spmTokenizer(v: SpmVocab, source: string): JsonTokenizer {
   return new JsonTokenizer(json, { source, bosId: v.bosId, eosId: v.eosId, addBos: v.addBos ?? true });
 }
 
-/** Load a llama2.c tokenizer .bin (see readLlama2cTokenizer). */
-export async function loadLlama2cTokenizer(path: string, count?: number): Promise<JsonTokenizer> {
-  return spmTokenizer(await readLlama2cTokenizer(path, count), path);
-}

@@ -5,20 +5,12 @@
 import { open, stat, readFile, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename } from 'node:path';
-import { KloopError } from '../errors.ts';
 import type { ModelConfig } from './types.ts';
 
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
-/** A one-line error about `file`. */
-export function fileError(file: string, problem: string): KloopError {
-  return new KloopError(`${file}: ${problem.replace(/[\r\n]+/g, ' ')}`);
-}
-
-/** Throw a one-line KloopError about `file` when `cond` is false. */
-export function need(cond: unknown, file: string, problem: string): asserts cond {
-  if (!cond) throw fileError(file, problem);
-}
+import { fileError, need } from './fail.ts';
+export { fileError, need };
 
 /** Model name from a path: the file name without its extension, or the folder name. */
 export function modelName(path: string): string {
