@@ -1,0 +1,197 @@
+/**
+ * `kloop timing-model`: the analytical SN40L / DGX H100 decode model on one model.
+ *
+ *   kloop timing-model [--model NAME|config.json|dir] [--context N] [--batch B]
+ *                      [--sockets 1,8,16] [--output-tokens N] [--flops CONVENTION]
+ *                      [--json] [--svg FILE]
+ */
+import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { KloopError } from '../../errors.ts';
+import type { ModelConfig } from '../../loader/types.ts';
+import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../presets/index.ts';
+import { FLOP_CONVENTIONS, flopConvention } from './flops.ts';
+import { renderPlotSvg } from './plot.ts';
+import { formatReport, timingReport } from './report.ts';
+import type { ModelShape } from './types.ts';
+
+/** Default model: Table 1 of the paper characterises Llama 3.1 8B. */
+export const DEFAULT_MODEL = 'llama-3.1-8b';
+
+export const TIMING_MODEL_USAGE = `usage: kloop timing-model [options]
+  --model NAME|PATH   preset (${PRESET_NAMES.join(', ')}),
+                      a Hugging Face config.json, a folder holding one, or a model kloop loads
+                      (default ${DEFAULT_MODEL}, the model of the paper's Table 1)
+  --context N         tokens in the KV cache (default 4096)
+  --batch B           sequences decoded together (default 1)
+  --sockets LIST      SN40L socket counts, comma-separated (default 1,8,16)
+  --output-tokens N   tokens generated per request (default 128)
+  --flops NAME        FLOP convention: ${Object.keys(FLOP_CONVENTIONS).join(', ')} (default paper-table1)
+  --json              print JSON instead of the table
+  --svg FILE          also write the tokens/s-vs-sockets plot (sockets 1, 2, 4, 8, 16)
+`;
+
+export interface TimingModelCommandOptions {
+  /** kloop's loader, for model files that are not a config.json (wired by the CLI). */
+  loadModelConfig?: (path: string) => Promise<ModelConfig>;
+  /** Where output goes (default process.stdout / process.stderr). */
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+}
+
+interface Flags {
+  model: string;
+  context: number;
+  batch: number;
+  sockets: number[];
+  outputTokens: number;
+  flops: string;
+  json: boolean;
+  svg?: string;
+  help: boolean;
+}
+
+const VALUE_FLAGS = ['--model', '--context', '--batch', '--sockets', '--output-tokens', '--flops', '--svg'] as const;
+const BOOL_FLAGS = ['--json', '--help', '-h'] as const;
+
+function parseIntFlag(flag: string, v: string, min: number): number {
+  if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+    throw new KloopError(`${flag}: expected an integer >= ${min}, got "${v}"`);
+  }
+  return Number(v);
+}
+
+export function parseTimingModelFlags(argv: string[]): Flags {
+  const f: Flags = { model: DEFAULT_MODEL, context: 4096, batch: 1, sockets: [1, 8, 16], outputTokens: 128, flops: 'paper-table1', json: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
+      if (eq > 0) throw new KloopError(`${flag}: takes no value`);
+      if (flag === '--json') f.json = true;
+      else f.help = true;
+      continue;
+    }
+    if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
+      throw new KloopError(
+        arg.startsWith('-') ? `${flag}: unknown flag (see kloop timing-model --help)` : `${arg}: unexpected argument (see kloop timing-model --help)`,
+      );
+    }
+    let value: string | undefined;
+    if (eq > 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith('--')) throw new KloopError(`${flag}: missing value`);
+      i++;
+    }
+    if (value === '') throw new KloopError(`${flag}: empty value`);
+    switch (flag) {
+      case '--model':
+        f.model = value;
+        break;
+      case '--context':
+        f.context = parseIntFlag(flag, value, 0);
+        break;
+      case '--batch':
+        f.batch = parseIntFlag(flag, value, 1);
+        break;
+      case '--output-tokens':
+        f.outputTokens = parseIntFlag(flag, value, 0);
+        break;
+      case '--sockets': {
+        const list = value.split(',').map((s) => parseIntFlag(flag, s.trim(), 1));
+        f.sockets = [...new Set(list)];
+        break;
+      }
+      case '--flops':
+        if (!(value in FLOP_CONVENTIONS)) {
+          throw new KloopError(`${flag}: unknown convention "${value}" (known: ${Object.keys(FLOP_CONVENTIONS).join(', ')})`);
+        }
+        f.flops = value;
+        break;
+      case '--svg':
+        f.svg = value;
+        break;
+    }
+  }
+  return f;
+}
+
+/** Read the header of a llama2.c .bin checkpoint (7 little-endian int32). */
+function shapeFromLlama2cHeader(buf: Buffer, name: string): ModelShape {
+  if (buf.length < 28) throw new KloopError(`--model: ${name}: too short for a llama2.c header`);
+  const h = Array.from({ length: 7 }, (_, i) => buf.readInt32LE(4 * i));
+  const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocab] = h as [number, number, number, number, number, number];
+  if (!(dim > 0 && hiddenDim > 0 && nLayers > 0 && nHeads > 0 && nKvHeads > 0 && vocab !== 0 && dim % nHeads === 0)) {
+    throw new KloopError(`--model: ${name}: not a llama2.c checkpoint header`);
+  }
+  return {
+    name,
+    nLayers,
+    hidden: dim,
+    nHeads,
+    nKvHeads,
+    headDim: dim / nHeads,
+    ffn: hiddenDim,
+    vocab: Math.abs(vocab),
+    bytesPerParam: 2,
+    tiedEmbeddings: vocab > 0,
+  };
+}
+
+export async function resolveModel(spec: string, opts: TimingModelCommandOptions = {}): Promise<ModelShape> {
+  const preset = getPreset(spec);
+  if (preset) return preset;
+  const st = await stat(spec).catch(() => undefined);
+  if (!st) {
+    throw new KloopError(`--model: unknown model "${spec}" (presets: ${PRESET_NAMES.join(', ')}; or a config.json path)`);
+  }
+  const path = st.isDirectory() ? join(spec, 'config.json') : spec;
+  const name = st.isDirectory() ? basename(spec.replace(/\/+$/, '')) : basename(dirname(path)) || basename(path);
+  if (path.endsWith('.json')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(path, 'utf8'));
+    } catch (e) {
+      throw new KloopError(`--model: ${path}: ${(e as Error).message}`);
+    }
+    try {
+      return shapeFromHFConfig(json, typeof (json as { _name_or_path?: unknown })._name_or_path === 'string' ? undefined : name);
+    } catch (e) {
+      throw new KloopError(`--model: ${path}: ${(e as Error).message}`);
+    }
+  }
+  if (opts.loadModelConfig) {
+    const cfg = await opts.loadModelConfig(path);
+    return shapeFromModelConfig(cfg, basename(path).replace(/\.[^.]*$/, ''));
+  }
+  if (path.endsWith('.bin')) return shapeFromLlama2cHeader(await readFile(path), basename(path).replace(/\.bin$/, ''));
+  throw new KloopError(`--model: ${path}: not a config.json or a model file the timing model can read`);
+}
+
+export async function timingModelCommand(argv: string[], opts: TimingModelCommandOptions = {}): Promise<number> {
+  const out = opts.stdout ?? ((t: string) => void process.stdout.write(t));
+  const err = opts.stderr ?? ((t: string) => void process.stderr.write(t));
+  const f = parseTimingModelFlags(argv);
+  if (f.help) {
+    out(TIMING_MODEL_USAGE);
+    return 0;
+  }
+  const shape = await resolveModel(f.model, opts);
+  const workload = { batch: f.batch, context: f.context, outputTokens: f.outputTokens };
+  const convention = flopConvention(f.flops);
+  const report = timingReport(shape, workload, { sockets: f.sockets, flopConvention: convention });
+  out(f.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+  if (f.svg) {
+    const svg = renderPlotSvg(shape, workload, { predict: { flopConvention: convention } });
+    await mkdir(dirname(f.svg), { recursive: true }).catch(() => undefined);
+    try {
+      await writeFile(f.svg, svg);
+    } catch (e) {
+      throw new KloopError(`--svg: ${f.svg}: ${(e as Error).message}`);
+    }
+    (f.json ? err : out)(`wrote ${f.svg}\n`);
+  }
+  return 0;
+}
