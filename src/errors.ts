@@ -1,0 +1,17 @@
+/**
+ * An error the user caused or can fix (bad file, bad flag, missing adapter...).
+ * The CLI prints its message on one line and exits with `exitCode`, without a stack trace.
+ */
+export class KloopError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'KloopError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** Throw a KloopError naming `what` (a file, a flag) when `cond` is false. */
+export function check(cond: unknown, what: string, problem: string): asserts cond {
+  if (!cond) throw new KloopError(`${what}: ${problem}`);
+}
