@@ -1,0 +1,208 @@
+/**
+ * Composes the stage bodies of src/kernels-wgsl into the three kernel shapes:
+ *   per-op:    one entry point per stage (one dispatch per operation);
+ *   per-layer: one entry point per call of the schedule (stages fused, grid barriers between);
+ *   looped:    one entry point for the whole step: a token loop around the prologue, the looped
+ *              call (outer loop over layers n addressing w[n], kv[n]) and the epilogue.
+ * Each stage's WGSL is written once; only the glue differs.
+ */
+import { ATTENTION_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
+import { COMMON_WGSL } from '../kernels-wgsl/common.wgsl.ts';
+import { EMBED_WGSL } from '../kernels-wgsl/embed.wgsl.ts';
+import { matvecItems, matvecWgsl } from '../kernels-wgsl/matvec.wgsl.ts';
+import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
+import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
+import { SAMPLE_WGSL } from '../kernels-wgsl/sample.wgsl.ts';
+import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
+import type { Layout } from './layout.ts';
+import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
+
+function header(layout: Layout): string {
+  const lines = Object.entries(layout.consts).map(([k, v]) => `const ${k}: u32 = ${v}u;`);
+  lines.push(`const EPS: f32 = ${layout.config.normEps.toExponential()};`);
+  return lines.join('\n');
+}
+
+/** The WGSL function of each stage, instantiated for this layout. */
+export function stageFunctions(layout: Layout): Record<StageId, string> {
+  const c = layout.config;
+  const k = layout.consts;
+  const { wg, lanes } = layout.kernel;
+  const mv = { lanes, wg, tile: layout.tile };
+  const bias = c.attentionBias ? ' + w_attn[layer * ATTN_STRIDE + BQKV_OFF + r]' : '';
+  return {
+    embed: EMBED_WGSL,
+    attn_norm: rmsnormWgsl({ name: 'attn_norm', input: 'A_X', output: 'A_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
+    qkv: matvecWgsl({
+      ...mv, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'A_XN', weights: 'w_attn',
+      base: 'layer * ATTN_STRIDE + WQKV_OFF', epilogue: `st(A_Q + r, a0${bias});`,
+    }),
+    rope_append: ROPE_APPEND_WGSL,
+    attention: ATTENTION_WGSL,
+    wo_residual: matvecWgsl({
+      ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', weights: 'w_attn',
+      base: 'layer * ATTN_STRIDE + WO_OFF', epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
+    }),
+    ffn_norm: rmsnormWgsl({ name: 'ffn_norm', input: 'A_H', output: 'A_XN', weights: 'w_ffn13', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
+    gate_up: matvecWgsl({
+      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', weights: 'w_ffn13',
+      base: 'layer * FFN_STRIDE + W1_OFF', base2: 'layer * FFN_STRIDE + W3_OFF',
+      epilogue: 'st(A_G + r, a0 / (1.0 + exp(-a0)) * a1);',
+    }),
+    down_residual: matvecWgsl({
+      ...mv, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'A_G', weights: 'w_ffn2',
+      base: 'layer * W2_STRIDE', epilogue: 'st(A_X + r, ld(A_H + r) + a0);',
+    }),
+    final_norm: rmsnormWgsl({ name: 'final_norm', input: 'A_X', output: 'A_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
+    classifier: matvecWgsl({
+      ...mv, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'A_XN', weights: 'w_emb',
+      base: 'WCLS_OFF', epilogue: 'st(A_LOGITS + r, a0);',
+    }),
+    sample: SAMPLE_WGSL,
+  };
+}
+
+/** Work items of a stage: how many workgroups a per-op dispatch of it uses. */
+export function stageItems(id: StageId, layout: Layout): number {
+  const k = layout.consts;
+  const { wg, lanes } = layout.kernel;
+  const st = STAGES[id];
+  if (st.partition === 'replicated') return 1;
+  if (st.partition === 'kvHeads') return k.NKV;
+  const rows: Partial<Record<StageId, number>> = {
+    qkv: k.QD + 2 * k.KVD, wo_residual: k.DIM, gate_up: k.HIDDEN, down_residual: k.DIM, classifier: k.VOCAB,
+  };
+  return matvecItems(rows[id]!, lanes, wg);
+}
+
+function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean): string {
+  const fns = stageFunctions(layout);
+  return [header(layout), COMMON_WGSL, sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+}
+
+const ENTRY_ARGS =
+  '@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32';
+
+const SYNC_OR_LEAVE = 'if (!grid_sync(lid)) { return; }';
+const LOCAL_ORDER = 'storageBarrier(); workgroupBarrier();';
+
+/** per-op: one entry point `op_<stage>` per stage; the dispatch's grid is the work split. */
+export function perOpModule(layout: Layout, stages: StageId[]): string {
+  const entries = [...new Set(stages)].map(
+    (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) { s_${s}(wid.x, nwg.x, lid, disp.layer, 0u); }`,
+  );
+  return module(layout, stages, entries.join('\n'), false);
+}
+
+/** Straight-line code of a stage sequence with the barriers `before` asks for. */
+function sequence(stages: readonly StageId[], before: readonly (boolean | string)[], layer: string, j: string): string {
+  return stages
+    .map((s, i) => {
+      const b = before[i];
+      const sync = b === true ? SYNC_OR_LEAVE : typeof b === 'string' && b ? `if (${b}) { ${SYNC_OR_LEAVE} }` : '';
+      return `  ${sync}\n  s_${s}(t, n, lid, ${layer}, ${j});\n  ${LOCAL_ORDER}`;
+    })
+    .join('\n');
+}
+
+const DISCOVER = `
+  let t = discover(lid);
+  if (t == NONE || step.n_tokens == 0u) { return; }
+  let n = workgroupUniformLoad(&wg_count);`;
+const NO_DISCOVER = `
+  let t = wid.x;
+  let n = nwg.x;`;
+
+/** per-layer: one entry point per call name, `call_<i>`; each is a whole call fused. */
+export function perLayerModule(layout: Layout, calls: Call[]): { code: string; entries: string[]; barriers: number[] } {
+  const bodies: string[] = [];
+  const entries: string[] = [];
+  const barriers: number[] = [];
+  const seen = new Map<string, number>();
+  for (const call of calls) {
+    const key = call.stages.join(',');
+    if (seen.has(key)) {
+      entries.push(entries[seen.get(key)!]);
+      barriers.push(barriers[seen.get(key)!]);
+      continue;
+    }
+    const name = `call_${bodies.length}`;
+    const { before } = planBarriers(call.stages);
+    const count = before.filter(Boolean).length;
+    const layer = call.kind === 'layer' ? 'disp.layer' : '0u';
+    bodies.push(
+      `@compute @workgroup_size(WG) fn ${name}(${ENTRY_ARGS}) {${count > 0 ? DISCOVER : NO_DISCOVER}\n${sequence(call.stages, before, layer, '0u')}\n}`,
+    );
+    seen.set(key, entries.length);
+    entries.push(name);
+    barriers.push(count);
+  }
+  const stages = calls.flatMap((c) => c.stages);
+  return { code: module(layout, stages, bodies.join('\n'), true), entries, barriers };
+}
+
+/**
+ * Barrier plan of the looped step: for each stage slot of the generated code, whether a barrier
+ * goes before it on the first pass of its loop and on later passes. Derived from the schedule by
+ * unrolling two tokens of three layers and OR-ing the decisions of each slot's occurrences.
+ */
+export function planLooped(prologue: StageId[], body: StageId[], epilogue: StageId[]): {
+  prologue: { first: boolean; later: boolean }[];
+  body: { first: boolean; later: boolean }[];
+  epilogue: boolean[];
+  perToken: (layers: number) => number;
+} {
+  const layers = 3;
+  const seq: { slot: string; idx: number; firstPass: boolean; firstToken: boolean }[] = [];
+  for (let tok = 0; tok < 2; tok++) {
+    prologue.forEach((_, i) => seq.push({ slot: 'p', idx: i, firstPass: tok === 0, firstToken: tok === 0 }));
+    for (let l = 0; l < layers; l++) body.forEach((_, i) => seq.push({ slot: 'b', idx: i, firstPass: l === 0, firstToken: tok === 0 }));
+    epilogue.forEach((_, i) => seq.push({ slot: 'e', idx: i, firstPass: false, firstToken: tok === 0 }));
+  }
+  const ids = seq.map((s) => (s.slot === 'p' ? prologue : s.slot === 'b' ? body : epilogue)[s.idx]);
+  const { before } = planBarriers(ids);
+  const p = prologue.map(() => ({ first: false, later: false }));
+  const b = body.map(() => ({ first: false, later: false }));
+  const e = epilogue.map(() => false);
+  seq.forEach((s, i) => {
+    if (!before[i]) return;
+    if (s.slot === 'p') p[s.idx][s.firstToken ? 'first' : 'later'] = true;
+    else if (s.slot === 'b') b[s.idx][s.firstPass ? 'first' : 'later'] = true;
+    else e[s.idx] = true;
+  });
+  return {
+    prologue: p, body: b, epilogue: e,
+    perToken: (L) =>
+      p.reduce((a, x) => a + (x.later ? 1 : 0), 0) +
+      b.reduce((a, x) => a + (x.first ? 1 : 0) + (x.later ? L - 1 : 0), 0) +
+      e.filter(Boolean).length,
+  };
+}
+
+const cond = (x: { first: boolean; later: boolean }, v: string): boolean | string =>
+  x.first && x.later ? true : x.later ? `${v} > 0u` : x.first ? `${v} == 0u` : false;
+
+/**
+ * looped: ONE entry point `step_looped`: for each of step.n_tokens tokens, the prologue, the
+ * looped call (for n in layers: the layer's stages on w[n], kv[n]) and the epilogue; the token
+ * sampled on the device feeds the next iteration's embedding.
+ */
+export function loopedModule(layout: Layout, prologue: StageId[], loop: Extract<Call, { kind: 'loop' }>, epilogue: StageId[]): {
+  code: string;
+  barriersPerToken: number;
+} {
+  const plan = planLooped(prologue, loop.stages, epilogue);
+  const first = loop.layers[0];
+  const last = loop.layers[loop.layers.length - 1];
+  if (loop.layers.some((l, i) => l !== first + i)) throw new Error('looped call over non-contiguous layers');
+  const body = `@compute @workgroup_size(WG) fn step_looped(${ENTRY_ARGS}) {${DISCOVER}
+  for (var j = 0u; j < step.n_tokens; j++) {
+${sequence(prologue, plan.prologue.map((x) => cond(x, 'j')), '0u', 'j')}
+    for (var layer = ${first}u; layer <= ${last}u; layer++) {
+${sequence(loop.stages, plan.body.map((x) => cond(x, `(layer - ${first}u)`)), 'layer', 'j')}
+    }
+${sequence(epilogue, plan.epilogue, '0u', 'j')}
+  }
+}`;
+  return { code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, true), barriersPerToken: plan.perToken(loop.layers.length) };
+}

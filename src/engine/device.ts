@@ -1,0 +1,146 @@
+/**
+ * WebGPU device acquisition. In Node the `webgpu` package (Dawn) provides navigator.gpu; in the
+ * browser it is the page's own. Adapters are ranked: a real GPU first, then Mesa lavapipe, then
+ * SwiftShader; `--adapter NAME` picks one by (case-insensitive) substring. The device is
+ * requested with the adapter's real limits, never the spec maxima assumed.
+ */
+import { KloopError } from '../errors.ts';
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  description: string;
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  info: AdapterDescription;
+  /** Name Dawn lists the adapter under (Node), or the description (browser). */
+  name: string;
+  /** A CPU implementation (lavapipe, SwiftShader): tuned differently from a GPU. */
+  cpu: boolean;
+  features: string[];
+}
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const INSTALL_HINT =
+  'install a GPU driver with Vulkan support, or on Debian: libvulkan1 and mesa-vulkan-drivers from bookworm-backports (lavapipe), or chromium (SwiftShader)';
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+
+type DawnModule = { create(options: string[]): GPU; globals: Record<string, unknown> };
+let dawn: DawnModule | undefined;
+
+async function loadDawn(): Promise<DawnModule> {
+  if (dawn) return dawn;
+  // Let the Vulkan loader see SwiftShader next to the system drivers, as a last resort.
+  const fs = await import('node:fs');
+  const env = process.env;
+  if (!env.VK_ICD_FILENAMES && !env.VK_DRIVER_FILES && !env.VK_ADD_DRIVER_FILES && fs.existsSync(SWIFTSHADER_ICD)) {
+    env.VK_ADD_DRIVER_FILES = SWIFTSHADER_ICD;
+  }
+  const mod = 'webgpu';
+  try {
+    dawn = (await import(/* @vite-ignore */ mod)) as DawnModule;
+  } catch (e) {
+    throw new KloopError(`WebGPU: cannot load the 'webgpu' package (${(e as Error).message}); run npm install`);
+  }
+  Object.assign(globalThis, dawn.globals);
+  return dawn;
+}
+
+/** Names of the adapters Dawn can open (Node only). */
+export async function listAdapterNames(): Promise<string[]> {
+  const d = await loadDawn();
+  try {
+    const gpu = d.create(['adapter=\u0001kloop-list\u0001']);
+    await gpu.requestAdapter();
+  } catch (e) {
+    const names = [...String((e as Error).message).matchAll(/name: '([^']*)'/g)].map((m) => m[1]);
+    return names;
+  }
+  return [];
+}
+
+const cpuName = (s: string): boolean => /llvmpipe|lavapipe|swiftshader/i.test(s);
+function rank(name: string): number {
+  if (!cpuName(name)) return 0;
+  if (/llvmpipe|lavapipe/i.test(name)) return 1;
+  return 2;
+}
+
+function describe(adapter: GPUAdapter): AdapterDescription {
+  const i = adapter.info;
+  return { vendor: i.vendor || 'unknown', architecture: i.architecture || 'unknown', description: i.description || i.device || 'unknown' };
+}
+
+async function openDevice(adapter: GPUAdapter, name: string): Promise<AcquiredDevice> {
+  const l = adapter.limits;
+  const wanted: (keyof GPUSupportedLimits)[] = [
+    'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage',
+    'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupsPerDimension', 'maxUniformBufferBindingSize',
+  ];
+  const requiredLimits: Record<string, number> = {};
+  for (const k of wanted) requiredLimits[k] = l[k] as number;
+  const features = [...adapter.features] as string[];
+  const requiredFeatures = (['shader-f16', 'timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const info = describe(adapter);
+  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(info.description), features };
+}
+
+/**
+ * Opens the best adapter, or the one whose name contains `want`. Says on stderr when it falls
+ * back to SwiftShader; throws a KloopError saying what to install when nothing is found.
+ */
+export async function acquireDevice(want?: string, log: (s: string) => void = (s) => console.error(s)): Promise<AcquiredDevice> {
+  if (!isNode) {
+    const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+    if (!gpu) throw new KloopError('WebGPU is not available in this browser (navigator.gpu is missing)');
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new KloopError('WebGPU: the browser offers no adapter');
+    const d = describe(adapter);
+    return openDevice(adapter, d.description);
+  }
+  const d = await loadDawn();
+  const names = await listAdapterNames();
+  if (names.length === 0) throw new KloopError(`WebGPU: no adapter found; ${INSTALL_HINT}`);
+  let name: string;
+  if (want) {
+    const found = names.find((n) => n.toLowerCase().includes(want.toLowerCase()));
+    if (!found) throw new KloopError(`--adapter ${want}: no such adapter (available: ${names.join('; ')})`);
+    name = found;
+  } else {
+    name = [...names].sort((a, b) => rank(a) - rank(b))[0];
+    if (rank(name) === 2) log(`kloop: no GPU or lavapipe adapter found; using SwiftShader (${name})`);
+  }
+  const gpu = d.create([`adapter=${name}`]);
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new KloopError(`WebGPU: adapter '${name}' could not be opened; ${INSTALL_HINT}`);
+  return openDevice(adapter, name);
+}
+
+/** Everything `kloop devices` prints: each adapter with its limits and features. */
+export async function describeAdapters(): Promise<
+  { name: string; info: AdapterDescription; features: string[]; limits: Record<string, number> }[]
+> {
+  const d = await loadDawn();
+  const out = [];
+  for (const name of await listAdapterNames()) {
+    const adapter = await d.create([`adapter=${name}`]).requestAdapter();
+    if (!adapter) continue;
+    const l = adapter.limits;
+    out.push({
+      name,
+      info: describe(adapter),
+      features: [...adapter.features].sort() as string[],
+      limits: {
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      },
+    });
+  }
+  return out;
+}

@@ -1,0 +1,450 @@
+/**
+ * The WebGPU executors. One class runs the schedule in any of the three kernel shapes:
+ *   per-op:    one dispatch per stage, a host round trip per token;
+ *   per-layer: one dispatch per call (fused layer kernel), a host round trip per token;
+ *   looped:    one dispatch per K tokens (all layers looped inside, tokens fed back on device).
+ * A fused dispatch whose grid barrier times out raises the abort flag; the step is then re-run
+ * with per-op dispatches (no cross-workgroup waits), and stats.fallbacks counts it.
+ */
+import { KloopError } from '../errors.ts';
+import type { LoadedModel } from '../loader/types.ts';
+import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
+import type { AcquiredDevice } from './device.ts';
+import type { Executor, ExecutorStats } from './executor.ts';
+import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights } from './layout.ts';
+import { GREEDY, type SamplingOptions } from './sampler.ts';
+import { type Call, type Schedule, type StageId, STAGES, buildSchedule, loopLayers } from './schedule.ts';
+
+export type GpuMode = 'per-op' | 'per-layer' | 'looped';
+
+export interface GpuOptions {
+  mode: GpuMode;
+  /** Tokens per looped dispatch (K). */
+  tokensPerDispatch?: number;
+  /** KV-cache positions (default: the model's context, at most 2048). */
+  context?: number;
+  kernel?: Partial<KernelOptions>;
+  /** Workgroups of a fused dispatch (default: discovered per adapter). */
+  groups?: number;
+  /** Spin iterations before a barrier gives up (tests force tiny bounds). */
+  spinBound?: number;
+  /** Fill activations with NaN before every step, so unwritten values show. */
+  poison?: boolean;
+  log?: (s: string) => void;
+}
+
+interface Dispatch {
+  pipeline: GPUComputePipeline;
+  /** Index of the Dispatch uniform (layer, sync slot) it uses. */
+  entry: number;
+  groups: number;
+}
+
+const STEP_BYTES = 48;
+const DISP_STRIDE = 256;
+/** Occupancy probes are cached per adapter and kernel shape for the life of the process. */
+const occupancyCache = new Map<string, number>();
+
+export class GpuExecutor implements Executor {
+  readonly mode: GpuMode;
+  readonly layout: Layout;
+  readonly schedule: Schedule;
+  readonly loopNotes: string[];
+  readonly stats: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
+  private readonly device: GPUDevice;
+  private readonly gpu: AcquiredDevice;
+  private readonly opts: GpuOptions;
+  private readonly k: number;
+  private lost: string | undefined;
+  private readonly buffers: Record<'step' | 'disp' | 'emb' | 'attn' | 'ffn13' | 'ffn2' | 'kv' | 'act' | 'ctl' | 'staging', GPUBuffer>;
+  private readonly bindGroup: GPUBindGroup;
+  private readonly pipelineLayout: GPUPipelineLayout;
+  private perOp?: Dispatch[];
+  private fused?: Dispatch[];
+  private barriersPerToken = 0;
+  private readonly spinBound: number;
+
+  private constructor(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions) {
+    this.mode = opts.mode;
+    this.opts = opts;
+    this.gpu = gpu;
+    const device = (this.device = gpu.device);
+    const cfg = model.config;
+    const limits = device.limits;
+    const kernel: KernelOptions = {
+      wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
+      lanes: opts.kernel?.lanes ?? (gpu.cpu ? 8 : 32),
+    };
+    if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
+    const context = opts.context ?? Math.min(cfg.seqLen, 2048);
+    if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
+      throw new KloopError(`--context ${context}: must be an integer in [1, ${cfg.seqLen}] for ${model.name}`);
+    }
+    this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize);
+    this.k = opts.tokensPerDispatch ?? 1;
+    if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
+      throw new KloopError(`--tokens-per-dispatch ${this.k}: must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}]`);
+    }
+    if (this.k > 1 && this.mode !== 'looped') {
+      throw new KloopError(`--tokens-per-dispatch ${this.k}: only the looped mode decodes several tokens per dispatch`);
+    }
+    this.spinBound = opts.spinBound ?? (gpu.cpu ? 1 << 24 : 1 << 22);
+    this.schedule = buildSchedule(cfg);
+    const looping = loopLayers(this.schedule);
+    this.loopNotes = looping.notes;
+
+    device.lost.then((info) => {
+      this.lost = info.message || info.reason || 'unknown reason';
+    });
+
+    // Buffers. Sizes are checked against the adapter's limits before anything is allocated.
+    const s = this.layout.sizes;
+    const check = (name: string, floats: number): number => {
+      const bytes = Math.max(16, Math.ceil((floats * 4) / 16) * 16);
+      if (bytes > limits.maxStorageBufferBindingSize || bytes > limits.maxBufferSize) {
+        throw new KloopError(
+          `${model.name}: the ${name} buffer needs ${(bytes / 2 ** 20).toFixed(1)} MiB, over this adapter's binding limit of ` +
+            `${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB (${gpu.info.description})`,
+        );
+      }
+      return bytes;
+    };
+    const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    const mk = (label: string, size: number, usage: number) => device.createBuffer({ label, size, usage });
+    const stagingBytes = Math.max(s.ctl, s.act) * 4;
+    this.buffers = {
+      step: mk('step', 256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+      disp: mk('dispatch', DISP_STRIDE * this.layout.maxSlots, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+      emb: mk('w_emb', check('embedding', s.emb), storage),
+      attn: mk('w_attn', check('attention weights', s.attn), storage),
+      ffn13: mk('w_ffn13', check('gate/up weights', s.ffn13), storage),
+      ffn2: mk('w_ffn2', check('down weights', s.ffn2), storage),
+      kv: mk('kv', check('KV cache', s.kv), storage),
+      act: mk('act', check('activation', s.act), storage),
+      ctl: mk('ctl', check('control', s.ctl), storage),
+      staging: mk('staging', Math.ceil(stagingBytes / 16) * 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
+    };
+    const packed = packWeights(model, this.layout);
+    device.queue.writeBuffer(this.buffers.emb, 0, packed.emb);
+    device.queue.writeBuffer(this.buffers.attn, 0, packed.attn);
+    device.queue.writeBuffer(this.buffers.ffn13, 0, packed.ffn13);
+    device.queue.writeBuffer(this.buffers.ffn2, 0, packed.ffn2);
+
+    // One Dispatch uniform per call of the per-layer schedule: (layer, sync slot).
+    const disp = new Uint32Array((DISP_STRIDE / 4) * this.layout.maxSlots);
+    this.schedule.calls.forEach((call, i) => {
+      disp[(i * DISP_STRIDE) / 4] = call.kind === 'layer' ? call.layer : 0;
+      disp[(i * DISP_STRIDE) / 4 + 1] = i;
+    });
+    device.queue.writeBuffer(this.buffers.disp, 0, disp);
+
+    const bgl = device.createBindGroupLayout({
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+        ...[2, 3, 4, 5].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
+        ...[6, 7, 8].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+      ],
+    });
+    this.pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [bgl] });
+    const b = this.buffers;
+    this.bindGroup = device.createBindGroup({
+      layout: bgl,
+      entries: [
+        { binding: 0, resource: { buffer: b.step, size: STEP_BYTES } },
+        { binding: 1, resource: { buffer: b.disp, size: 8 } },
+        { binding: 2, resource: { buffer: b.emb } },
+        { binding: 3, resource: { buffer: b.attn } },
+        { binding: 4, resource: { buffer: b.ffn13 } },
+        { binding: 5, resource: { buffer: b.ffn2 } },
+        { binding: 6, resource: { buffer: b.kv } },
+        { binding: 7, resource: { buffer: b.act } },
+        { binding: 8, resource: { buffer: b.ctl } },
+      ],
+    });
+  }
+
+  static async create(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions): Promise<GpuExecutor> {
+    const ex = new GpuExecutor(model, gpu, opts);
+    await ex.build();
+    return ex;
+  }
+
+  /** The looped call of the schedule (after the looping pass) and the stages around it. */
+  private loopedParts(): { prologue: StageId[]; loop: Extract<Call, { kind: 'loop' }>; epilogue: StageId[] } {
+    const looped = loopLayers(this.schedule).schedule.calls;
+    const at = looped.findIndex((c) => c.kind === 'loop');
+    const cfg = this.layout.config;
+    const loop: Extract<Call, { kind: 'loop' }> =
+      at >= 0
+        ? (looped[at] as Extract<Call, { kind: 'loop' }>)
+        : // A single layer: a loop of one iteration.
+          { kind: 'loop', name: 'decoder[0]', stages: (looped.find((c) => c.kind === 'layer') as Call).stages, layers: [0], signature: '' };
+    const idx = at >= 0 ? at : looped.findIndex((c) => c.kind === 'layer');
+    void cfg;
+    return {
+      prologue: looped.slice(0, idx).flatMap((c) => c.stages),
+      loop,
+      epilogue: looped.slice(idx + 1).flatMap((c) => c.stages),
+    };
+  }
+
+  private async compile(code: string, label: string): Promise<GPUShaderModule> {
+    const device = this.device;
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code, label });
+    const info = await module.getCompilationInfo();
+    const err = await device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length > 0 || err) {
+      const first = errors[0];
+      const where = first ? `line ${first.lineNum}: ${first.message}` : err?.message;
+      const line = first ? code.split('\n')[first.lineNum - 1]?.trim() : '';
+      throw new KloopError(`WGSL ${label} kernel failed to compile: ${where}${line ? ` (${line})` : ''}`);
+    }
+    return module;
+  }
+
+  private async pipeline(module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
+    // Synchronous creation: Dawn's asynchronous path has crashed in lavapipe's compiler threads.
+    const device = this.device;
+    device.pushErrorScope('validation');
+    const p = device.createComputePipeline({ layout: this.pipelineLayout, compute: { module, entryPoint } });
+    const err = await device.popErrorScope();
+    if (err) throw new KloopError(`WebGPU pipeline ${entryPoint}: ${err.message}`);
+    return p;
+  }
+
+  private async buildPerOp(): Promise<Dispatch[]> {
+    if (this.perOp) return this.perOp;
+    const stages = [...new Set(this.schedule.calls.flatMap((c) => c.stages))];
+    const module = await this.compile(perOpModule(this.layout, stages), 'per-op');
+    const pipes = new Map<StageId, GPUComputePipeline>();
+    for (const s of stages) pipes.set(s, await this.pipeline(module, `op_${s}`));
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    this.perOp = this.schedule.calls.flatMap((call, entry) =>
+      call.stages.map((s) => ({ pipeline: pipes.get(s)!, entry, groups: Math.min(stageItems(s, this.layout), maxGroups) })),
+    );
+    return this.perOp;
+  }
+
+  /** Most work items of any stage: a fused dispatch never needs more workgroups than this. */
+  private widest(stages: StageId[]): number {
+    return Math.max(...stages.map((s) => stageItems(s, this.layout)));
+  }
+
+  private async build(): Promise<void> {
+    if (this.mode === 'per-op') {
+      await this.buildPerOp();
+      return;
+    }
+    let groups: number;
+    if (this.mode === 'per-layer') {
+      const { code, entries, barriers } = perLayerModule(this.layout, this.schedule.calls);
+      const module = await this.compile(code, 'per-layer');
+      const pipes = new Map<string, GPUComputePipeline>();
+      for (const e of new Set(entries)) pipes.set(e, await this.pipeline(module, e));
+      const layerCall = this.schedule.calls.findIndex((c) => c.kind === 'layer');
+      groups = await this.occupancy(pipes.get(entries[layerCall])!, layerCall, this.widest(this.schedule.calls[layerCall].stages));
+      this.fused = this.schedule.calls.map((call, i) => ({
+        pipeline: pipes.get(entries[i])!,
+        entry: i,
+        groups: barriers[i] > 0 ? groups : Math.min(this.widest(call.stages), this.device.limits.maxComputeWorkgroupsPerDimension),
+      }));
+      this.barriersPerToken = barriers.reduce((a, b) => a + b, 0);
+    } else {
+      const parts = this.loopedParts();
+      const { code, barriersPerToken } = loopedModule(this.layout, parts.prologue, parts.loop, parts.epilogue);
+      const module = await this.compile(code, 'looped');
+      const pipe = await this.pipeline(module, 'step_looped');
+      groups = await this.occupancy(pipe, 0, this.widest([...parts.prologue, ...parts.loop.stages, ...parts.epilogue]));
+      this.fused = [{ pipeline: pipe, entry: 0, groups }];
+      this.barriersPerToken = barriersPerToken;
+    }
+    this.stats.workgroups = groups;
+  }
+
+  /**
+   * Workgroups for a fused kernel on this adapter: dispatch many with n_tokens = 0 (the kernel
+   * only runs occupancy discovery) and keep the most that were found co-resident, capped by the
+   * widest stage's work. Cached per adapter and kernel.
+   */
+  private async occupancy(pipeline: GPUComputePipeline, entry: number, widest: number): Promise<number> {
+    if (this.opts.groups !== undefined) {
+      if (!Number.isInteger(this.opts.groups) || this.opts.groups < 1) throw new KloopError(`--groups ${this.opts.groups}: must be a positive integer`);
+      return this.opts.groups;
+    }
+    const key = `${this.gpu.name}|${this.mode}|${JSON.stringify(this.layout.consts)}`;
+    const cached = occupancyCache.get(key);
+    if (cached) return Math.min(cached, widest);
+    const probe = Math.min(this.gpu.cpu ? 64 : 2048, this.device.limits.maxComputeWorkgroupsPerDimension);
+    let best = 1;
+    for (let i = 0; i < 3; i++) {
+      const r = await this.submit([{ pipeline, entry, groups: probe }], { pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: probe, slot: entry });
+      best = Math.max(best, r.count);
+    }
+    occupancyCache.set(key, best);
+    return Math.min(best, widest);
+  }
+
+  private writeStep(p: { pos: number; nTokens: number; forced: number; sampling: SamplingOptions; maxGroups: number }): void {
+    const buf = new ArrayBuffer(STEP_BYTES);
+    const u = new Uint32Array(buf);
+    const f = new Float32Array(buf);
+    u[0] = p.pos;
+    u[1] = p.nTokens;
+    u[2] = p.forced;
+    u[3] = p.sampling.seed >>> 0;
+    f[4] = p.sampling.temperature;
+    u[5] = p.sampling.topK;
+    f[6] = p.sampling.topP;
+    u[7] = this.opts.spinBound ?? this.spinBound;
+    u[8] = this.gpu.cpu ? 1 << 16 : 1 << 12; // poll spins of the occupancy leader
+    u[9] = p.maxGroups;
+    this.device.queue.writeBuffer(this.buffers.step, 0, buf);
+  }
+
+  /** Encode, submit and read back one batch of dispatches. */
+  private async submit(
+    dispatches: Dispatch[],
+    p: { pos: number; nTokens: number; forced: number; inputs: number[]; sampling: SamplingOptions; maxGroups: number; slot?: number },
+    wantLogits = false,
+  ): Promise<{ tokens: Uint32Array; aborted: boolean; count: number; logits?: Float32Array }> {
+    if (this.lost) throw new KloopError(`WebGPU device lost: ${this.lost}`);
+    const { device, buffers: b, layout } = this;
+    const k = layout.consts;
+    this.writeStep(p);
+    device.queue.writeBuffer(b.ctl, k.C_TOKENS * 4, Uint32Array.from(p.inputs));
+    if (this.opts.poison) {
+      const nan = new Uint32Array(layout.sizes.act).fill(0x7fc00000);
+      device.queue.writeBuffer(b.act, 0, nan);
+    }
+    const enc = device.createCommandEncoder();
+    enc.clearBuffer(b.ctl, 0, 16);
+    enc.clearBuffer(b.ctl, k.C_SLOTS * 4, layout.maxSlots * k.SLOT_WORDS * 4);
+    const pass = enc.beginComputePass();
+    let last: GPUComputePipeline | undefined;
+    for (const d of dispatches) {
+      if (d.pipeline !== last) pass.setPipeline((last = d.pipeline));
+      pass.setBindGroup(0, this.bindGroup, [d.entry * DISP_STRIDE]);
+      pass.dispatchWorkgroups(d.groups);
+    }
+    pass.end();
+    const ctlBytes = layout.sizes.ctl * 4;
+    enc.copyBufferToBuffer(b.ctl, 0, b.staging, 0, ctlBytes);
+    const logitsAt = Math.ceil(ctlBytes / 256) * 256;
+    if (wantLogits) enc.copyBufferToBuffer(b.act, k.A_LOGITS * 4, b.staging, logitsAt, k.VOCAB * 4);
+    device.queue.submit([enc.finish()]);
+    this.stats.dispatches += dispatches.length;
+    this.stats.submits += 1;
+    try {
+      await b.staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      throw new KloopError(`WebGPU device lost: ${this.lost ?? (e as Error).message}`);
+    }
+    const ctl = new Uint32Array(b.staging.getMappedRange(0, ctlBytes).slice(0));
+    const logits = wantLogits ? new Float32Array(b.staging.getMappedRange(logitsAt, k.VOCAB * 4).slice(0)) : undefined;
+    b.staging.unmap();
+    const slot = k.C_SLOTS + (p.slot ?? 0) * k.SLOT_WORDS;
+    return {
+      tokens: ctl.slice(k.C_TOKENS, k.C_TOKENS + MAX_TOKENS_PER_DISPATCH + 1),
+      aborted: ctl[k.C_ABORT] !== 0,
+      count: ctl[slot + 1],
+      logits,
+    };
+  }
+
+  private firstLayerEntry(): number {
+    return this.schedule.calls.findIndex((c) => c.kind === 'layer');
+  }
+
+  /** Runs `n` steps from `pos` in this executor's shape, falling back to per-op on abort. */
+  private async runSteps(
+    pos: number, inputs: number[], n: number, sampling: SamplingOptions, wantLogits: boolean,
+  ): Promise<{ tokens: Uint32Array; logits?: Float32Array }> {
+    const forced = inputs.length;
+    if (this.mode !== 'per-op') {
+      const fused = this.fused!;
+      const r = await this.submit(
+        fused,
+        { pos, nTokens: n, forced, inputs, sampling, maxGroups: this.stats.workgroups, slot: this.mode === 'looped' ? 0 : this.firstLayerEntry() },
+        wantLogits,
+      );
+      if (!r.aborted) return r;
+      this.stats.fallbacks += 1;
+      this.stats.dispatches -= fused.length;
+      this.stats.submits -= 1;
+      this.opts.log?.(`kloop: grid barrier timed out at position ${pos}; re-running with per-op dispatches`);
+    }
+    // per-op: one token per submit, the sampled token read back and fed in by the host.
+    const perOp = await this.buildPerOp();
+    const tokens = new Uint32Array(MAX_TOKENS_PER_DISPATCH + 1);
+    tokens[0] = inputs[0];
+    let logits: Float32Array | undefined;
+    for (let j = 0; j < n; j++) {
+      const input = j < inputs.length ? inputs[j] : tokens[j];
+      const r = await this.submit(perOp, { pos: pos + j, nTokens: 1, forced: 1, inputs: [input], sampling, maxGroups: 1 }, wantLogits);
+      if (j + 1 >= forced) tokens[j + 1] = r.tokens[1];
+      else tokens[j + 1] = inputs[j + 1];
+      logits = r.logits;
+    }
+    return { tokens, logits };
+  }
+
+  private checkRange(pos: number, steps: number): void {
+    if (pos + steps > this.layout.context) {
+      throw new KloopError(`position ${pos + steps - 1} is past the context of ${this.layout.context} tokens`);
+    }
+  }
+
+  private checkToken(t: number, what: string): void {
+    if (!Number.isInteger(t) || t < 0 || t >= this.layout.config.vocabSize) {
+      throw new KloopError(`${what}: token id ${t} is outside the vocabulary (0..${this.layout.config.vocabSize - 1})`);
+    }
+  }
+
+  async forward(token: number, pos: number): Promise<Float32Array> {
+    this.checkToken(token, 'input');
+    this.checkRange(pos, 1);
+    const r = await this.runSteps(pos, [token], 1, GREEDY, true);
+    this.stats.steps += 1;
+    return r.logits!;
+  }
+
+  async decode(inputs: number[], pos: number, steps: number, sampling: SamplingOptions): Promise<number[]> {
+    if (inputs.length < 1 || steps < inputs.length) throw new Error('decode: needs >= 1 input and steps >= inputs');
+    inputs.forEach((t) => this.checkToken(t, 'input'));
+    this.checkRange(pos, steps);
+    const out: number[] = [];
+    const chunk = this.mode === 'looped' ? this.k : 1;
+    let last = inputs[0];
+    for (let g = 0; g < steps; ) {
+      const n = Math.min(chunk, steps - g);
+      const given = inputs.slice(g, g + n);
+      const chunkInputs = given.length > 0 ? given : [last];
+      const r = await this.runSteps(pos + g, chunkInputs, n, sampling, false);
+      for (let j = 0; j < n; j++) {
+        if (g + j >= inputs.length - 1) {
+          const t = r.tokens[j + 1];
+          this.checkToken(t, `step at position ${pos + g + j} (non-finite logits?)`);
+          out.push(t);
+        }
+      }
+      last = r.tokens[n];
+      g += n;
+    }
+    this.stats.steps += steps;
+    return out;
+  }
+
+  /** Fused-kernel barriers per token (0 for per-op). */
+  get gridBarriersPerToken(): number {
+    return this.barriersPerToken;
+  }
+
+  destroy(): void {
+    for (const b of Object.values(this.buffers)) b.destroy();
+  }
+}
+
+export { STAGES };

@@ -1,0 +1,57 @@
+/**
+ * Stage `attention` (one KV head per work item, its GROUP query heads in turn):
+ * scores = q·K[0..pos]/sqrt(HD), softmax, att = scores·V. Scores stay in workgroup memory.
+ * Output lanes: DW head dimensions x PG position groups, reduced through `red`.
+ */
+export const ATTENTION_WGSL = /* wgsl */ `
+fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  let pos = step.pos + j;
+  let len = pos + 1u;
+  let kbase = (layer * 2u) * SEQ * KVD;
+  let vbase = (layer * 2u + 1u) * SEQ * KVD;
+  let scale = 1.0 / sqrt(f32(HD));
+  for (var h = t; h < NKV; h += n) {
+    for (var g = 0u; g < GROUP; g++) {
+      let qh = h * GROUP + g;
+      workgroupBarrier();
+      for (var d = lid; d < HD; d += WG) { qs[d] = ld(A_Q + qh * HD + d); }
+      workgroupBarrier();
+      var m = -3.402823e38;
+      for (var p = lid; p < len; p += WG) {
+        let kb = kbase + p * KVD + h * HD;
+        var s = 0.0;
+        for (var d = 0u; d < HD; d++) { s = s + qs[d] * kv[kb + d]; }
+        s = s * scale;
+        scores[p] = s;
+        m = max(m, s);
+      }
+      let mx = wg_max(m, lid);
+      var sum = 0.0;
+      for (var p = lid; p < len; p += WG) {
+        let e = exp(scores[p] - mx);
+        scores[p] = e;
+        sum = sum + e;
+      }
+      let total = wg_sum(sum, lid);
+      // Weighted sum of V: invocation (d = lid % DW, grp = lid / DW) over positions grp, grp+PG, ...
+      let dl = lid % DW;
+      let grp = lid / DW;
+      for (var d0 = 0u; d0 < HD; d0 += DW) {
+        var acc = 0.0;
+        let d = d0 + dl;
+        if (grp < PG && d < HD) {
+          for (var p = grp; p < len; p += PG) { acc = acc + scores[p] * kv[vbase + p * KVD + h * HD + d]; }
+        }
+        workgroupBarrier();
+        red[lid] = acc;
+        workgroupBarrier();
+        if (grp == 0u && d < HD) {
+          var s2 = acc;
+          for (var k = 1u; k < PG; k++) { s2 = s2 + red[k * DW + dl]; }
+          st(A_ATT + qh * HD + d, s2 / total);
+        }
+      }
+    }
+  }
+}
+`;
