@@ -21,6 +21,8 @@ export interface AcquiredDevice {
   /** A CPU implementation (lavapipe, SwiftShader): tuned differently from a GPU. */
   cpu: boolean;
   features: string[];
+  /** The navigator.gpu object the adapter came from: kept alive as long as the device. */
+  gpu: GPU;
 }
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -75,7 +77,7 @@ function describe(adapter: GPUAdapter): AdapterDescription {
   return { vendor: i.vendor || 'unknown', architecture: i.architecture || 'unknown', description: i.description || i.device || 'unknown' };
 }
 
-async function openDevice(adapter: GPUAdapter, name: string): Promise<AcquiredDevice> {
+async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<AcquiredDevice> {
   const l = adapter.limits;
   const wanted: (keyof GPUSupportedLimits)[] = [
     'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage',
@@ -87,7 +89,7 @@ async function openDevice(adapter: GPUAdapter, name: string): Promise<AcquiredDe
   const requiredFeatures = (['shader-f16', 'timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = describe(adapter);
-  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(info.description), features };
+  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(info.description), features, gpu };
 }
 
 /**
@@ -101,7 +103,7 @@ export async function acquireDevice(want?: string, log: (s: string) => void = (s
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) throw new KloopError('WebGPU: the browser offers no adapter');
     const d = describe(adapter);
-    return openDevice(adapter, d.description);
+    return openDevice(gpu, adapter, d.description);
   }
   const d = await loadDawn();
   const names = await listAdapterNames();
@@ -118,7 +120,7 @@ export async function acquireDevice(want?: string, log: (s: string) => void = (s
   const gpu = d.create([`adapter=${name}`]);
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new KloopError(`WebGPU: adapter '${name}' could not be opened; ${INSTALL_HINT}`);
-  return openDevice(adapter, name);
+  return openDevice(gpu, adapter, name);
 }
 
 /** Everything `kloop devices` prints: each adapter with its limits and features. */

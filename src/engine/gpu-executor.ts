@@ -40,6 +40,19 @@ interface Dispatch {
   groups: number;
 }
 
+interface StepParams {
+  pos: number;
+  nTokens: number;
+  forced: number;
+  inputs: number[];
+  sampling: SamplingOptions;
+  maxGroups: number;
+  /** Sync slot whose discovered count is read back. */
+  slot?: number;
+  /** Poll budget of the occupancy leader (long for the probe, short for real steps). */
+  pollSpins?: number;
+}
+
 const STEP_BYTES = 48;
 const DISP_STRIDE = 256;
 /** Occupancy probes are cached per adapter and kernel shape for the life of the process. */
@@ -280,14 +293,17 @@ export class GpuExecutor implements Executor {
     const probe = Math.min(this.gpu.cpu ? 64 : 2048, this.device.limits.maxComputeWorkgroupsPerDimension);
     let best = 1;
     for (let i = 0; i < 3; i++) {
-      const r = await this.submit([{ pipeline, entry, groups: probe }], { pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: probe, slot: entry });
+      const r = await this.submit([{ pipeline, entry, groups: probe }], {
+        pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: probe, slot: entry,
+        pollSpins: this.gpu.cpu ? 1 << 20 : 1 << 14,
+      });
       best = Math.max(best, r.count);
     }
     occupancyCache.set(key, best);
     return Math.min(best, widest);
   }
 
-  private writeStep(p: { pos: number; nTokens: number; forced: number; sampling: SamplingOptions; maxGroups: number }): void {
+  private writeStep(p: StepParams): void {
     const buf = new ArrayBuffer(STEP_BYTES);
     const u = new Uint32Array(buf);
     const f = new Float32Array(buf);
@@ -299,7 +315,7 @@ export class GpuExecutor implements Executor {
     u[5] = p.sampling.topK;
     f[6] = p.sampling.topP;
     u[7] = this.opts.spinBound ?? this.spinBound;
-    u[8] = this.gpu.cpu ? 1 << 16 : 1 << 12; // poll spins of the occupancy leader
+    u[8] = p.pollSpins ?? (this.gpu.cpu ? 1 << 14 : 1 << 12); // poll budget of the occupancy leader
     u[9] = p.maxGroups;
     this.device.queue.writeBuffer(this.buffers.step, 0, buf);
   }
@@ -307,7 +323,7 @@ export class GpuExecutor implements Executor {
   /** Encode, submit and read back one batch of dispatches. */
   private async submit(
     dispatches: Dispatch[],
-    p: { pos: number; nTokens: number; forced: number; inputs: number[]; sampling: SamplingOptions; maxGroups: number; slot?: number },
+    p: StepParams,
     wantLogits = false,
   ): Promise<{ tokens: Uint32Array; aborted: boolean; count: number; logits?: Float32Array }> {
     if (this.lost) throw new KloopError(`WebGPU device lost: ${this.lost}`);

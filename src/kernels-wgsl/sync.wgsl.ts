@@ -44,12 +44,10 @@ fn discover(lid: u32) -> u32 {
     if ((t & CLOSED) != 0u || t >= step.max_groups) {
       ticket = NONE;
     } else if (t == 0u) {
-      var seen = 1u;
-      var stable = 0u;
+      // Keep the poll open until every allowed workgroup has a ticket or the poll budget runs
+      // out: a workgroup that has not started by then is not co-resident with this one.
       for (var i = 0u; i < step.poll_spins; i++) {
-        let c = min(atomicLoad(&ctl[b]) & ~CLOSED, step.max_groups);
-        if (c == seen) { stable = stable + 1u; } else { seen = c; stable = 0u; }
-        if (stable >= 64u || c >= step.max_groups) { break; }
+        if ((atomicLoad(&ctl[b]) & ~CLOSED) >= step.max_groups) { break; }
       }
       let old = atomicOr(&ctl[b], CLOSED);
       count = min(old & ~CLOSED, step.max_groups);
@@ -77,12 +75,12 @@ fn grid_sync(lid: u32) -> bool {
   if (lid == 0u) {
     let b = slot_base() + 2u;
     wg_epoch = wg_epoch + 1u;
-    let target = wg_epoch * wg_count;
+    let goal = wg_epoch * wg_count;
     let arrived = atomicAdd(&ctl[b], 1u) + 1u;
-    if (arrived < target) {
+    if (arrived < goal) {
       var ok = false;
       for (var i = 0u; i < step.spin_bound; i++) {
-        if (atomicLoad(&ctl[b]) >= target) { ok = true; break; }
+        if (atomicLoad(&ctl[b]) >= goal) { ok = true; break; }
         if (atomicLoad(&ctl[C_ABORT]) != 0u) { break; }
       }
       if (!ok) { wg_abort = 1u; raise_abort(); }

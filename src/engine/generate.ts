@@ -1,0 +1,110 @@
+/**
+ * Text generation on top of any executor: encode the prompt, prefill it, then decode tokens in
+ * chunks (K per dispatch for the looped mode), streaming each token's text as it arrives.
+ * Used by the CLI and by the browser API alike.
+ */
+import { KloopError } from '../errors.ts';
+import type { LoadedModel } from '../loader/types.ts';
+import type { Executor } from './executor.ts';
+import { type SamplingOptions, validateSampling } from './sampler.ts';
+
+export interface GenerateOptions {
+  /** Text prompt (encoded with BOS), or `promptTokens` instead. */
+  prompt?: string;
+  promptTokens?: number[];
+  maxTokens: number;
+  sampling: SamplingOptions;
+  /** Keep going past EOS/BOS. */
+  ignoreEos?: boolean;
+  /** Tokens decoded per executor call (the looped mode's K; 1 otherwise). */
+  chunk?: number;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Text this token adds to the stream. */
+  text: string;
+  /** Position it will be fed at. */
+  pos: number;
+}
+
+export interface GenerationResult {
+  promptTokens: number[];
+  tokens: number[];
+  text: string;
+  /** Seconds spent decoding the generated tokens (after the prompt was prefilled). */
+  decodeSeconds: number;
+  prefillSeconds: number;
+  stoppedAt: 'eos' | 'max-tokens' | 'context';
+}
+
+/** Ids that end a generation: EOS, and BOS (llama2.c models emit it between stories). */
+export function stopIds(model: LoadedModel): Set<number> {
+  const c = model.config;
+  return new Set([c.eosId, c.bosId, ...(c.eosIds ?? [])].filter((x) => x >= 0));
+}
+
+/**
+ * Streams generated tokens. The returned iterator's `result()` (after it finishes) gives the
+ * totals. Stops at EOS/BOS unless ignoreEos, at maxTokens, or at the end of the context.
+ */
+export function createGenerator(model: LoadedModel, executor: Executor, o: GenerateOptions, context = model.config.seqLen) {
+  validateSampling(o.sampling);
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new KloopError(`--max-tokens: must be an integer >= 0 (got ${o.maxTokens})`);
+  const promptTokens = o.promptTokens ?? model.tokenizer.encode(o.prompt ?? '');
+  if (promptTokens.length === 0) throw new KloopError('prompt: no tokens');
+  if (promptTokens.length >= context) {
+    throw new KloopError(`prompt: ${promptTokens.length} tokens do not fit the context of ${context} (one position is needed to generate)`);
+  }
+  const stops = stopIds(model);
+  const chunk = Math.max(1, o.chunk ?? 1);
+  const tokens: number[] = [];
+  let text = '';
+  let prefillSeconds = 0;
+  let decodeSeconds = 0;
+  let stoppedAt: GenerationResult['stoppedAt'] = 'max-tokens';
+  const tokenizer = model.tokenizer;
+
+  async function* run(): AsyncGenerator<GeneratedToken> {
+    if (o.maxTokens === 0) return;
+    const budget = Math.min(o.maxTokens, context - promptTokens.length);
+    let t0 = performance.now();
+    // Prefill: every prompt token, and the first generated token with it.
+    let produced = await executor.decode(promptTokens, 0, promptTokens.length, o.sampling);
+    prefillSeconds = (performance.now() - t0) / 1000;
+    let prev = promptTokens[promptTokens.length - 1];
+    t0 = performance.now();
+    for (;;) {
+      for (const id of produced) {
+        if (tokens.length >= budget) break;
+        if (!o.ignoreEos && stops.has(id)) {
+          stoppedAt = 'eos';
+          decodeSeconds = (performance.now() - t0) / 1000;
+          return;
+        }
+        const piece = tokenizer.vocabSize > 0 ? tokenizer.decodeStep(prev, id) : '';
+        tokens.push(id);
+        text += piece;
+        prev = id;
+        yield { id, text: piece, pos: promptTokens.length + tokens.length - 1 };
+      }
+      if (tokens.length >= budget) {
+        stoppedAt = tokens.length >= o.maxTokens ? 'max-tokens' : 'context';
+        break;
+      }
+      const pos = promptTokens.length + tokens.length - 1;
+      const n = Math.min(chunk, budget - tokens.length);
+      produced = await executor.decode([prev], pos, n, o.sampling);
+    }
+    if (tokenizer.flush) text += tokenizer.flush();
+    decodeSeconds = (performance.now() - t0) / 1000;
+  }
+
+  const it = run();
+  return Object.assign(it, {
+    promptTokens,
+    result(): GenerationResult {
+      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, stoppedAt };
+    },
+  });
+}
