@@ -1,0 +1,157 @@
+/**
+ * `kloop generate`: stream a completion of --prompt to stdout (the prompt's own text first, as
+ * llama2.c prints it), then a stats line on stderr; or, with --json, one JSON object on stdout.
+ */
+import { KloopError } from '../errors.ts';
+import type { Executor, ExecutorStats } from '../engine/executor.ts';
+import { createGenerator } from '../engine/generate.ts';
+import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
+import { type SamplingOptions, GREEDY, validateSampling } from '../engine/sampler.ts';
+import { intFlag, modeFlag, numberFlag, parseFlags } from './args.ts';
+import { contextFlag, openExecutor, openModel } from './engine.ts';
+import type { Io } from './io.ts';
+
+/** Tokens per looped dispatch when --tokens-per-dispatch is not given. */
+export const DEFAULT_TOKENS_PER_DISPATCH = 16;
+export const DEFAULT_MAX_TOKENS = 256;
+
+export const GENERATE_USAGE = `usage: kloop generate [options]
+  --model PATH              llama2.c .bin, .gguf, or Hugging Face folder (default: stories260K
+                            from $KLOOP_MODELS or weights/, downloaded when missing)
+  --tokenizer PATH          tokenizer of a llama2.c checkpoint (tok*.bin or tokenizer.json;
+                            default: the one tok*.bin beside the model)
+  --prompt TEXT             text to continue (default: empty, BOS alone)
+  --max-tokens N            tokens to generate, N >= 0 (default ${DEFAULT_MAX_TOKENS}; the context also ends it)
+  --temperature T           0 = greedy argmax (the default, reproducible); T > 0 samples
+  --top-k K                 sample among the K most likely tokens (default 0 = off)
+  --top-p P                 nucleus sampling, 0 < P <= 1 (default 1 = off)
+  --seed S                  seed of the sampler, 0..4294967295 (default 0: same text every run)
+  --ignore-eos              keep generating past EOS/BOS
+  --mode MODE               reference | per-op | per-layer | looped (default looped)
+  --tokens-per-dispatch K   looped mode: tokens decoded per dispatch, 1..${MAX_TOKENS_PER_DISPATCH} (default ${DEFAULT_TOKENS_PER_DISPATCH})
+  --adapter NAME            WebGPU adapter whose name contains NAME (see kloop devices)
+  --context N               KV-cache positions (default: the model's, at most 2048)
+  --json                    print one JSON object instead of the text and the stats line
+`;
+
+const FLAGS = {
+  model: 'string',
+  tokenizer: 'string',
+  prompt: 'string',
+  'max-tokens': 'string',
+  temperature: 'string',
+  'top-k': 'string',
+  'top-p': 'string',
+  seed: 'string',
+  'ignore-eos': 'boolean',
+  mode: 'string',
+  'tokens-per-dispatch': 'string',
+  adapter: 'string',
+  context: 'string',
+  json: 'boolean',
+} as const;
+
+export async function generateCommand(argv: string[], io: Io): Promise<number> {
+  const f = parseFlags('generate', argv, FLAGS);
+  if (f.help) {
+    io.out(GENERATE_USAGE);
+    return 0;
+  }
+  const mode = modeFlag(f.mode, 'looped');
+  const maxTokens = f['max-tokens'] === undefined ? DEFAULT_MAX_TOKENS : intFlag('max-tokens', f['max-tokens'], 0);
+  const sampling: SamplingOptions = {
+    temperature: f.temperature === undefined ? GREEDY.temperature : numberFlag('temperature', f.temperature),
+    topK: f['top-k'] === undefined ? GREEDY.topK : intFlag('top-k', f['top-k'], 0),
+    topP: f['top-p'] === undefined ? GREEDY.topP : numberFlag('top-p', f['top-p']),
+    seed: f.seed === undefined ? GREEDY.seed : intFlag('seed', f.seed, 0, 0xffffffff),
+  };
+  validateSampling(sampling);
+  if (f['tokens-per-dispatch'] !== undefined && mode !== 'looped') {
+    throw new KloopError(`--tokens-per-dispatch: only the looped mode decodes several tokens per dispatch (--mode is ${mode})`);
+  }
+  const k = mode === 'looped' ? intFlag('tokens-per-dispatch', f['tokens-per-dispatch'] ?? String(DEFAULT_TOKENS_PER_DISPATCH), 1, MAX_TOKENS_PER_DISPATCH) : 1;
+
+  const model = await openModel(f);
+  const context = contextFlag(f.context, model);
+
+  // The generator checks the prompt against the context when it is created; the device is
+  // opened only after that, so a bad prompt fails fast. Until then `deferred` stands in.
+  let executor: Executor | undefined;
+  const deferred: Executor = {
+    mode,
+    get stats() {
+      return executor!.stats;
+    },
+    forward: (token, pos) => executor!.forward(token, pos),
+    decode: (inputs, pos, steps, s) => executor!.decode(inputs, pos, steps, s),
+    destroy: () => executor?.destroy(),
+  };
+  const gen = createGenerator(
+    model,
+    deferred,
+    { prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false, chunk: k },
+    context,
+  );
+  const opened = await openExecutor(model, mode, { adapter: f.adapter, tokensPerDispatch: k, context }, io);
+  executor = opened.executor;
+  try {
+    const tok = model.tokenizer;
+    if (!f.json) {
+      // The prompt's text first, decoded piece by piece like the generated tokens.
+      const p = gen.promptTokens;
+      let text = '';
+      for (let i = 1; i < p.length; i++) text += tok.decodeStep(p[i - 1]!, p[i]!);
+      io.out(text);
+    }
+    // Stats of the decode phase: from the first generated token (it comes out of the prompt's
+    // prefill) to the last.
+    let atFirst: ExecutorStats | undefined;
+    for await (const t of gen) {
+      atFirst ??= { ...executor.stats };
+      if (!f.json) io.out(t.text);
+    }
+    const r = gen.result();
+    const end = executor.stats;
+    const decoded = r.tokens.length - 1;
+    const perToken = (key: 'dispatches' | 'submits'): number => {
+      if (decoded > 0 && atFirst) return (end[key] - atFirst[key]) / decoded;
+      return end.steps > 0 ? end[key] / end.steps : 0;
+    };
+    const tokensPerSecond = decoded > 0 && r.decodeSeconds > 0 ? decoded / r.decodeSeconds : 0;
+    const stats = {
+      tokensPerSecond,
+      msPerToken: tokensPerSecond > 0 ? 1000 / tokensPerSecond : 0,
+      dispatchesPerToken: perToken('dispatches'),
+      submitsPerToken: perToken('submits'),
+      fallbacks: end.fallbacks,
+      workgroups: end.workgroups,
+      tokensPerDispatch: k,
+    };
+    if (f.json) {
+      io.out(
+        JSON.stringify({
+          model: model.name,
+          mode,
+          adapter: opened.adapter,
+          promptTokens: r.promptTokens,
+          tokens: r.tokens,
+          text: r.text,
+          stoppedAt: r.stoppedAt,
+          stats,
+        }) + '\n',
+      );
+    } else {
+      io.out('\n');
+      const kNote = mode === 'looped' ? ` K=${k}` : '';
+      const fb = stats.fallbacks > 0 ? `, ${stats.fallbacks} fallbacks to per-op` : '';
+      io.err(
+        `${model.name} ${mode}${kNote} on ${opened.adapterName}: ${r.tokens.length} tokens (${r.stoppedAt}), ` +
+          `${stats.tokensPerSecond.toFixed(1)} tok/s, ${stats.msPerToken.toFixed(3)} ms/token, ` +
+          `${stats.dispatchesPerToken.toFixed(2)} dispatches/token${fb}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    opened.close();
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The `kloop` command: `npm run kloop -- <command> [flags]`, or `npx kloop` through bin/kloop.mjs.
+ * A KloopError (bad flag, bad file, missing adapter) prints `kloop: <message>` on one line and
+ * exits with its code; any other error prints its message (the stack with KLOOP_DEBUG=1).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { KloopError } from '../errors.ts';
+import { loadModel } from '../loader/index.ts';
+import { timingModelCommand } from '../rdu-emulation/timing/command.ts';
+import { convertCommand } from './convert.ts';
+import { devicesCommand } from './devices.ts';
+import { encodeCommand } from './encode.ts';
+import { generateCommand } from './generate.ts';
+import { type Io, processIo } from './io.ts';
+import { logitsCommand } from './logits.ts';
+
+export const USAGE = `usage: kloop <command> [flags]     (kloop <command> --help for its flags)
+
+commands:
+  generate       generate text from a prompt (default model stories260K, looped mode)
+  logits         teacher-forced logits of a token list, as float32, to a file
+  encode         token ids of a text
+  convert        write a model as a Hugging Face folder (safetensors)
+  devices        list the WebGPU adapters and the one kloop uses
+  bench          measure every mode on a model
+  demo           serve the browser demo
+  timing-model   the analytical SN40L / DGX H100 decode timing model
+
+environment:
+  KLOOP_MODELS   folder holding stories260K/ (the default model); else weights/, else a download
+  KLOOP_DEBUG=1  print stack traces of unexpected errors
+`;
+
+type Command = (argv: string[], io: Io) => Promise<number>;
+
+/** A command another module provides; loaded only when used, and optional in this tree. */
+function optional(rel: string, exportName: string, what: string): Command {
+  return async (argv) => {
+    const url = new URL(rel, import.meta.url);
+    if (!existsSync(fileURLToPath(url))) throw new KloopError(`${what} is not available in this build (${rel.replace('../', 'src/')} is missing)`);
+    const mod = (await import(url.href)) as Record<string, unknown>;
+    const fn = mod[exportName];
+    if (typeof fn !== 'function') throw new KloopError(`${what}: ${rel.replace('../', 'src/')} does not export ${exportName}()`);
+    return (fn as (argv: string[]) => Promise<number>)(argv);
+  };
+}
+
+const COMMANDS: Record<string, Command> = {
+  generate: generateCommand,
+  logits: logitsCommand,
+  encode: encodeCommand,
+  convert: convertCommand,
+  devices: devicesCommand,
+  bench: optional('../bench/command.ts', 'benchCommand', 'kloop bench'),
+  demo: optional('../browser/serve.ts', 'demoCommand', 'kloop demo'),
+  'timing-model': (argv, io) =>
+    timingModelCommand(argv, { loadModelConfig: async (path) => (await loadModel(path)).config, stdout: io.out, stderr: io.err }),
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Runs one command line (without the program name); returns the exit code. Never throws. */
+export async function main(argv: string[], io: Io = processIo, env: Record<string, string | undefined> = process.env): Promise<number> {
+  try {
+    const [name, ...rest] = argv;
+    if (name === undefined) {
+      io.err(USAGE);
+      return 1;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
+      io.out(USAGE);
+      return 0;
+    }
+    if (name === '--version') {
+      io.out(`kloop ${version()}\n`);
+      return 0;
+    }
+    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (!command) {
+      throw new KloopError(
+        name.startsWith('-') ? `${name}: unknown flag; a command comes first (see kloop --help)` : `${name}: unknown command (see kloop --help)`,
+      );
+    }
+    return await command(rest, io);
+  } catch (e) {
+    return report(e, io, env);
+  }
+}
+
+function report(e: unknown, io: Io, env: Record<string, string | undefined>): number {
+  const debug = env.KLOOP_DEBUG === '1';
+  if (e instanceof KloopError) {
+    io.err(`kloop: ${oneLine(e.message)}\n`);
+    if (debug && e.stack) io.err(`${e.stack}\n`);
+    return e.exitCode;
+  }
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (debug) {
+    io.err(`kloop: ${oneLine(err.message)}\n${err.stack ?? ''}\n`);
+  } else {
+    io.err(`kloop: ${oneLine(err.message)} (unexpected error; KLOOP_DEBUG=1 shows the stack trace)\n`);
+  }
+  return 1;
+}
+
+const oneLine = (s: string): string => s.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+
+/** Runs the command line of this process and exits with its code. */
+export async function run(): Promise<never> {
+  const code = await main(process.argv.slice(2));
+  // Dawn can keep the event loop alive after the device is gone: exit explicitly once the
+  // output has been handed to the OS.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(code);
+}
+
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(entry).href) void run();
