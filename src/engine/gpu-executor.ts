@@ -86,7 +86,7 @@ export class GpuExecutor implements Executor {
     const limits = device.limits;
     const kernel: KernelOptions = {
       wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
-      lanes: opts.kernel?.lanes ?? (gpu.cpu ? 8 : 32),
+      lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
