@@ -1,0 +1,342 @@
+/**
+ * The benchmark: every mode (and peer) measured in ONE process on ONE adapter, interleaved across
+ * repeats (the order rotates each repeat) so that drift and background load hit them alike.
+ * Warm-up (kernel compilation, the first decode) is excluded; the median over repeats is
+ * reported with its spread.
+ *
+ * A decode measurement is executor.decode([BOS], 0, N, GREEDY): N steps from position 0, the
+ * sampled token fed back (on the device for looped:K, through the host otherwise).
+ */
+import { loadavg } from 'node:os';
+import { basename } from 'node:path';
+import { KloopError } from '../errors.ts';
+import { loadModel } from '../loader/index.ts';
+import { syntheticModel } from '../loader/synthetic.ts';
+import type { LoadedModel } from '../loader/types.ts';
+import { type AcquiredDevice, acquireDevice } from '../engine/device.ts';
+import { type Executor, createExecutor } from '../engine/executor.ts';
+import type { GpuExecutor } from '../engine/gpu-executor.ts';
+import { GREEDY } from '../engine/sampler.ts';
+import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
+import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
+import { meanStepBytes, paramCount } from './bytes.ts';
+import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
+import { type Peer, findGguf, llamaCppPeer } from './peers.ts';
+
+export interface BenchOptions {
+  /** Model file; default: the default model (stories260K) resolved by the caller. */
+  model?: string;
+  /** A real-shaped synthetic model instead of a file (SYNTHETIC_SHAPES). */
+  shape?: string;
+  seed?: number;
+  /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
+  modes?: string;
+  /** Tokens decoded per measurement (a multiple of every looped K). */
+  tokens?: number;
+  repeat?: number;
+  peers?: boolean;
+  gguf?: string;
+  predict?: boolean;
+  adapter?: string;
+  /** An already acquired device (tests); `adapter` is then ignored. */
+  device?: AcquiredDevice;
+  /** Progress (done, total, what): the command draws a bar on stderr. */
+  progress?: (done: number, total: number, what: string) => void;
+  /** Messages (skipped peers, fallbacks). */
+  log?: (s: string) => void;
+  /** The command line, recorded in the report. */
+  command?: string;
+}
+
+export interface Spread {
+  min: number;
+  max: number;
+  runs: number;
+}
+
+export interface ModeResult {
+  mode: string;
+  tokensPerSecond: number;
+  msPerToken: number;
+  dispatchesPerToken: number;
+  submitsPerToken: number;
+  bytesPerToken: number;
+  achievedGBps: number;
+  percentOfCopyBandwidth: number;
+  /** Tokens/s of the slowest and fastest repeat. */
+  spread: Spread;
+  /** Workgroups of the fused dispatch (0 for per-op). */
+  workgroups: number;
+  gridBarriersPerToken: number;
+  /** Steps re-run with per-op dispatches after a barrier timeout (all repeats). */
+  fallbacks: number;
+}
+
+export interface PeerResult {
+  name: string;
+  tokensPerSecond: number;
+  spread: Spread;
+  tokens: number;
+}
+
+export interface PredictionResult {
+  mode: string;
+  predictedTokensPerSecond: number;
+  measuredTokensPerSecond: number;
+  /** (predicted - measured) / measured, percent. */
+  errorPercent: number;
+  /** Predicted milliseconds per token by term. */
+  breakdownMs: { kernel: number; dispatch: number; barrier: number; roundTrip: number };
+}
+
+export interface DeviceModelReport {
+  dispatchUs: number;
+  roundTripUs: number;
+  barrierUs: number;
+  discoverUs: number;
+  copyGBps: number;
+  matvecGBps: number;
+  fusedMatvecGBps: number;
+  barrierWorkgroups: number;
+  barrierParticipants: number;
+  measurements: DeviceMeasurements;
+}
+
+export interface BenchReport {
+  device: { vendor: string; architecture: string; description: string };
+  adapter: string;
+  model: { name: string; synthetic: boolean; params: number; source: string };
+  date: string;
+  command?: string;
+  tokens: number;
+  repeat: number;
+  copyBandwidthGBps: number;
+  copyBandwidthSpread: Spread;
+  results: ModeResult[];
+  peers: PeerResult[];
+  /** e.g. "looped/per-layer": tokens/s of looped over per-layer (medians). */
+  speedups: Record<string, number>;
+  predicted?: PredictionResult[];
+  deviceModel?: DeviceModelReport;
+  /** 1-minute load average of the host at the start and the end of the run (other processes share the CPU adapters' cores). */
+  loadAverage: { start: number; end: number };
+  notes: string[];
+}
+
+interface Entry {
+  label: string;
+  kind: 'mode' | 'peer';
+  tokens: number;
+  run(): Promise<void>;
+  times: number[];
+}
+
+const GB = 1e9;
+
+async function loadBenchModel(o: BenchOptions): Promise<{ model: LoadedModel; path?: string; synthetic: boolean }> {
+  if (o.shape && o.model) throw new KloopError('--shape and --model: give one of them');
+  if (o.shape) return { model: syntheticModel(o.shape, o.seed ?? 1234), synthetic: true };
+  if (!o.model) throw new KloopError('bench: no model given');
+  return { model: await loadModel(o.model), path: o.model, synthetic: false };
+}
+
+function spreadOf(xs: number[]): Spread {
+  return { min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const modes: BenchMode[] = parseModes(o.modes ?? DEFAULT_MODES);
+  const tokens = o.tokens ?? 64;
+  const repeat = o.repeat ?? 5;
+  if (!Number.isInteger(tokens) || tokens < 1) throw new KloopError(`--tokens ${tokens}: must be a positive integer`);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new KloopError(`--repeat ${repeat}: must be a positive integer`);
+  for (const m of modes) {
+    if (tokens % m.k !== 0) throw new KloopError(`--tokens ${tokens}: must be a multiple of ${m.k} for ${m.label}`);
+  }
+  const log = o.log ?? (() => undefined);
+  const notes: string[] = [];
+  const note = (s: string): void => {
+    notes.push(s);
+    log(s);
+  };
+
+  const loadStart = loadavg()[0]!;
+  const { model, path, synthetic } = await loadBenchModel(o);
+  const cfg = model.config;
+  if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
+  const gpu = o.device ?? (await acquireDevice(o.adapter, log));
+  const microSteps = o.predict ? 4 : 1;
+  const peerCount = o.peers ? 2 : 0;
+  const total = modes.length + microSteps + peerCount + repeat * (modes.length + peerCount);
+  let done = 0;
+  const tick = (what: string): void => o.progress?.(++done, total, what);
+
+  // Executors, each warmed up with one full measurement's decode (compiles and JITs the kernels).
+  const executors: { m: BenchMode; ex: Executor }[] = [];
+  const entries: Entry[] = [];
+  const peers: Peer[] = [];
+  const bos = cfg.bosId >= 0 && cfg.bosId < cfg.vocabSize ? cfg.bosId : 0;
+  try {
+    for (const m of modes) {
+      const ex = await createExecutor(model, m.mode, async () => gpu, { tokensPerDispatch: m.k, log });
+      executors.push({ m, ex });
+      await ex.decode([bos], 0, tokens, GREEDY);
+      tick(`warm-up ${m.label}`);
+    }
+    const gx = executors.map((e) => e.ex as GpuExecutor);
+    const layout = gx[0]!.layout;
+    const fused = gx.find((e) => e.mode !== 'per-op');
+    const fusedGroups = fused?.stats.workgroups ?? 1;
+
+    // Device microbenchmarks: copy bandwidth always; the whole device model with --predict.
+    let dm: DeviceMeasurements | undefined;
+    let copy: Measured;
+    if (o.predict) {
+      dm = await measureDevice({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu }, { onStep: (s) => tick(s) });
+      copy = dm.copyBytesPerSecond;
+    } else {
+      copy = await copyOnly(gpu, layout, fusedGroups);
+      tick('copy bandwidth');
+    }
+
+    for (const { m, ex } of executors) {
+      entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await ex.decode([bos], 0, tokens, GREEDY)) });
+    }
+    if (o.peers) {
+      // kloop's CPU reference: cheap on small models; fewer tokens on big ones.
+      const ref = await createExecutor(model, 'reference', async () => gpu);
+      const refTokens = paramCount(cfg) > 20e6 ? Math.min(tokens, 8) : tokens;
+      await ref.decode([bos], 0, Math.min(refTokens, 2), GREEDY);
+      entries.push({ label: 'kloop reference (CPU, TypeScript)', kind: 'peer', tokens: refTokens, times: [], run: async () => void (await ref.decode([bos], 0, refTokens, GREEDY)) });
+      tick('reference');
+      const gguf = synthetic ? undefined : await findGguf(path, o.gguf);
+      if (!gguf) {
+        note(synthetic ? 'llama.cpp peer skipped: a synthetic model has no GGUF file' : `llama.cpp peer skipped: no .gguf beside ${path} (give one with --gguf PATH)`);
+      } else {
+        const p = await llamaCppPeer(gguf, tokens);
+        if (typeof p === 'string') note(p);
+        else {
+          peers.push(p);
+          await p.run(Math.min(tokens, 8));
+          entries.push({ label: p.name, kind: 'peer', tokens, times: [], run: () => p.run(tokens) });
+        }
+      }
+      tick('llama.cpp');
+    }
+
+    // Interleaved repeats; the starting entry rotates so no entry always runs first.
+    const before = new Map(executors.map(({ m, ex }) => [m.label, { ...ex.stats }]));
+    for (let r = 0; r < repeat; r++) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[(i + r) % entries.length]!;
+        const t0 = performance.now();
+        await e.run();
+        e.times.push((performance.now() - t0) / 1000);
+        tick(`${e.label} ${r + 1}/${repeat}`);
+      }
+    }
+
+    const bytes = meanStepBytes(cfg, 0, tokens);
+    const copyBps = copy.median;
+    const results: ModeResult[] = executors.map(({ m, ex }) => {
+      const e = entries.find((x) => x.label === m.label)!;
+      const tps = e.times.map((s) => tokens / s);
+      const med = median(tps);
+      const b = before.get(m.label)!;
+      const steps = tokens * repeat;
+      const g = ex as GpuExecutor;
+      return {
+        mode: m.label,
+        tokensPerSecond: med,
+        msPerToken: 1000 / med,
+        dispatchesPerToken: (ex.stats.dispatches - b.dispatches) / steps,
+        submitsPerToken: (ex.stats.submits - b.submits) / steps,
+        bytesPerToken: bytes.total,
+        achievedGBps: (bytes.total * med) / GB,
+        percentOfCopyBandwidth: (100 * bytes.total * med) / copyBps,
+        spread: spreadOf(tps),
+        workgroups: ex.stats.workgroups,
+        gridBarriersPerToken: g.gridBarriersPerToken,
+        fallbacks: ex.stats.fallbacks - b.fallbacks,
+      };
+    });
+    for (const r of results) if (r.fallbacks > 0) note(`${r.mode}: ${r.fallbacks} steps fell back to per-op dispatches after a grid-barrier timeout`);
+    const peerResults: PeerResult[] = entries
+      .filter((e) => e.kind === 'peer')
+      .map((e) => {
+        const tps = e.times.map((s) => e.tokens / s);
+        return { name: e.label, tokensPerSecond: median(tps), spread: spreadOf(tps), tokens: e.tokens };
+      });
+
+    const speedups: Record<string, number> = {};
+    const by = (l: string) => results.find((r) => r.mode === l)?.tokensPerSecond;
+    for (const r of results) {
+      if (!r.mode.startsWith('looped')) continue;
+      for (const base of ['per-layer', 'per-op']) {
+        const b = by(base);
+        if (b) speedups[`${r.mode}/${base}`] = r.tokensPerSecond / b;
+      }
+    }
+
+    const report: BenchReport = {
+      device: { vendor: gpu.info.vendor, architecture: gpu.info.architecture, description: gpu.info.description },
+      adapter: gpu.name,
+      model: {
+        name: synthetic ? model.name : basename(path ?? model.name).replace(/\.[^.]*$/, ''),
+        synthetic,
+        params: paramCount(cfg),
+        source: synthetic ? `synthetic shape ${o.shape}, seed ${o.seed ?? 1234}` : (path ?? ''),
+      },
+      date: new Date().toISOString(),
+      command: o.command,
+      tokens,
+      repeat,
+      copyBandwidthGBps: copyBps / GB,
+      copyBandwidthSpread: { min: copy.min / GB, max: copy.max / GB, runs: copy.runs },
+      results,
+      peers: peerResults,
+      speedups,
+      loadAverage: { start: loadStart, end: loadavg()[0]! },
+      notes,
+    };
+
+    if (dm) {
+      const p: DeviceParameters = deviceParameters(gpu.name, dm);
+      const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
+      report.predicted = executors.map(({ m, ex }) => {
+        const g = ex as GpuExecutor;
+        const s = modeStructure(g.schedule, m, g.gridBarriersPerToken);
+        const pr = predictMode(cfg, model.name, p, m, s, meanContext);
+        const meas = results.find((r) => r.mode === m.label)!.tokensPerSecond;
+        return {
+          mode: m.label,
+          predictedTokensPerSecond: pr.tokensPerSecond,
+          measuredTokensPerSecond: meas,
+          errorPercent: (100 * (pr.tokensPerSecond - meas)) / meas,
+          breakdownMs: { kernel: pr.kernelSeconds * 1e3, dispatch: pr.dispatchSeconds * 1e3, barrier: pr.barrierSeconds * 1e3, roundTrip: pr.roundTripSeconds * 1e3 },
+        };
+      });
+      report.deviceModel = {
+        dispatchUs: p.dispatchSeconds * 1e6,
+        roundTripUs: p.roundTripSeconds * 1e6,
+        barrierUs: p.barrierSeconds * 1e6,
+        discoverUs: p.discoverSeconds * 1e6,
+        copyGBps: p.copyBytesPerSecond / GB,
+        matvecGBps: p.matvecBytesPerSecond / GB,
+        fusedMatvecGBps: p.fusedMatvecBytesPerSecond / GB,
+        barrierWorkgroups: dm.barrierGroups,
+        barrierParticipants: dm.barrierParticipants.median,
+        measurements: dm,
+      };
+    }
+    return report;
+  } finally {
+    for (const { ex } of executors) ex.destroy();
+    for (const p of peers) await p.dispose().catch(() => undefined);
+  }
+}
+
+/** Copy bandwidth alone (without the rest of the device model). */
+async function copyOnly(gpu: AcquiredDevice, layout: GpuExecutor['layout'], fusedGroups: number): Promise<Measured> {
+  return measureCopyBandwidth({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu });
+}

@@ -1,0 +1,382 @@
+/**
+ * Microbenchmarks of a WebGPU adapter: the parameters of the device model (model.ts).
+ *
+ *   dispatch      many tiny dependent dispatches in ONE compute pass -> seconds per dispatch
+ *   round trip    write the step uniform, clear, copy the control words back, submit, mapAsync:
+ *                 what the executor pays per submit, with no dispatch in it -> seconds
+ *   copy          a vec4 copy kernel over a 64 MiB buffer -> bytes read + written per second
+ *   matvec        the engine's own gate_up stage (matvec role) streaming a model's stacked FFN
+ *                 weights, all layers, in one dispatch -> weight bytes per second
+ *   grid barrier  the engine's own occupancy discovery + grid_sync (sync.wgsl.ts), B barriers in
+ *                 one dispatch over the fused kernels' workgroup count -> seconds per barrier,
+ *                 and the discovery cost of one fused dispatch
+ *
+ * Every figure is the median of several timed runs after a warm-up run (which also keeps the
+ * driver's shader compilation out of the figure). Times are host wall clock around submit and
+ * completion, like the executor's.
+ */
+import { COMMON_WGSL } from '../../kernels-wgsl/common.wgsl.ts';
+import { SYNC_WGSL } from '../../kernels-wgsl/sync.wgsl.ts';
+import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
+import { stageFunctions } from '../../engine/compose.ts';
+import type { Layout } from '../../engine/layout.ts';
+import { KloopError } from '../../errors.ts';
+
+export interface MicrobenchOptions {
+  /** Timed runs per figure (median reported). Default 7. */
+  repeats?: number;
+  /** Copy buffer size in bytes (default 64 MiB, capped by the adapter's binding limit). */
+  copyBytes?: number;
+  /** Called after each microbenchmark (progress). */
+  onStep?: (name: string) => void;
+}
+
+/** A measured figure: the median and the spread of its runs. */
+export interface Measured {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+}
+
+export interface DeviceMeasurements {
+  /** Seconds per extra dispatch in one compute pass (dependent, tiny). */
+  dispatchSeconds: Measured;
+  /** Seconds of one submit + readback with no dispatch (the executor's per-submit cost). */
+  roundTripSeconds: Measured;
+  /** Bytes read + written per second by a copy kernel. */
+  copyBytesPerSecond: Measured;
+  /** Weight bytes per second streamed by the engine's matvec (gate_up) on the model's shapes, one workgroup per row tile (per-op). */
+  matvecBytesPerSecond: Measured;
+  /** The same over the workgroups a fused dispatch runs with (the discovered participants). */
+  fusedMatvecBytesPerSecond: Measured;
+  /** Seconds per grid barrier over `barrierGroups` workgroups. */
+  barrierSeconds: Measured;
+  /** Seconds occupancy discovery adds to a fused dispatch (over an empty dispatch). */
+  discoverSeconds: Measured;
+  /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
+  barrierGroups: number;
+  /** Workgroups that occupancy discovery let take part in the barriers (per run). */
+  barrierParticipants: Measured;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function measured(xs: number[]): Measured {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };
+}
+
+const now = (): number => performance.now() / 1000;
+
+async function compile(device: GPUDevice, code: string, label: string): Promise<GPUShaderModule> {
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ code, label });
+  const info = await module.getCompilationInfo();
+  const err = await device.popErrorScope();
+  const first = info.messages.find((m) => m.type === 'error');
+  if (first || err) {
+    throw new KloopError(`microbenchmark ${label}: WGSL failed to compile: ${first ? `line ${first.lineNum}: ${first.message}` : err!.message}`);
+  }
+  return module;
+}
+
+async function pipeline(device: GPUDevice, module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
+  device.pushErrorScope('validation');
+  const p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
+  const err = await device.popErrorScope();
+  if (err) throw new KloopError(`microbenchmark pipeline ${entryPoint}: ${err.message}`);
+  return p;
+}
+
+/** Submits `encode`'s commands and waits for completion through a mapped readback, as the executor does. */
+async function timedRead(
+  device: GPUDevice, staging: GPUBuffer, src: GPUBuffer, encode: (enc: GPUCommandEncoder) => void,
+): Promise<{ s: number; words: Uint32Array }> {
+  const size = Math.min(src.size, staging.size);
+  const t0 = now();
+  const enc = device.createCommandEncoder();
+  encode(enc);
+  enc.copyBufferToBuffer(src, 0, staging, 0, size);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const words = new Uint32Array(staging.getMappedRange(0, size).slice(0));
+  staging.unmap();
+  return { s: now() - t0, words };
+}
+
+async function timed(device: GPUDevice, staging: GPUBuffer, src: GPUBuffer, encode: (enc: GPUCommandEncoder) => void): Promise<number> {
+  return (await timedRead(device, staging, src, encode)).s;
+}
+
+const header = (consts: Record<string, number>): string =>
+  Object.entries(consts).map(([k, v]) => `const ${k}: u32 = ${v}u;`).join('\n') + '\nconst EPS: f32 = 1e-5;';
+
+const TINY_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1) fn tiny() { out[0] = out[0] + 1u; }
+`;
+
+const COPY_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(64) fn copy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = arrayLength(&src);
+  let stride = nwg.x * 64u;
+  for (var i = g.x; i < n; i += stride) { dst[i] = src[i]; }
+}
+`;
+
+/** The barrier microbenchmark kernel: discovery, then step.n_tokens grid barriers. */
+function barrierWgsl(layout: Layout): string {
+  return [
+    header(layout.consts),
+    COMMON_WGSL,
+    SYNC_WGSL,
+    /* wgsl */ `
+@compute @workgroup_size(WG) fn barriers(@builtin(local_invocation_index) lid: u32) {
+  let t = discover(lid);
+  if (t == NONE || step.n_tokens == 0u) { return; }
+  for (var i = 0u; i < step.n_tokens; i++) {
+    if (!grid_sync(lid)) { return; }
+  }
+}
+@compute @workgroup_size(WG) fn empty(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u && step.max_groups == 0xffffffffu) { atomicStore(&ctl[0], 1u); }
+}`,
+  ].join('\n');
+}
+
+/** The matvec microbenchmark kernel: the engine's gate_up stage over every layer in turn. */
+function matvecWgsl(layout: Layout): string {
+  const fns = stageFunctions(layout);
+  return [
+    header(layout.consts),
+    COMMON_WGSL,
+    fns.gate_up,
+    /* wgsl */ `
+@compute @workgroup_size(WG) fn stream(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var layer = 0u; layer < NLAYERS; layer++) {
+    s_gate_up(wid.x, nwg.x, lid, layer, 0u);
+    storageBarrier(); workgroupBarrier();
+  }
+}`,
+  ].join('\n');
+}
+
+export interface MicrobenchTarget {
+  device: GPUDevice;
+  /** The executor's layout for the model (kernel options, constants, FFN shapes). */
+  layout: Layout;
+  /** Workgroups of the engine's fused dispatches on this adapter (executor.stats.workgroups). */
+  fusedGroups: number;
+  /** CPU adapter: spin and poll budgets as the executor sets them. */
+  cpu: boolean;
+}
+
+/**
+ * Runs every microbenchmark on `t.device`. Throws a KloopError when a barrier benchmark aborts
+ * (the workgroups were not co-resident).
+ */
+export async function measureDevice(t: MicrobenchTarget, opts: MicrobenchOptions = {}): Promise<DeviceMeasurements> {
+  return (await measure(t, opts, false)) as DeviceMeasurements;
+}
+
+/** Copy bandwidth alone (bytes read + written per second), with the round trip it subtracts. */
+export async function measureCopyBandwidth(t: MicrobenchTarget, opts: MicrobenchOptions = {}): Promise<Measured> {
+  return (await measure(t, opts, true)) as Measured;
+}
+
+async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: boolean): Promise<DeviceMeasurements | Measured> {
+  const { device, layout } = t;
+  const R = Math.max(1, opts.repeats ?? 7);
+  const step = opts.onStep ?? (() => undefined);
+  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const created: GPUBuffer[] = [];
+  const buf = (size: number, usage = storage, label = 'bench'): GPUBuffer => {
+    const b = device.createBuffer({ size, usage, label });
+    created.push(b);
+    return b;
+  };
+  const staging = buf(4096, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
+  const small = buf(256);
+  try {
+    // Round trip: what a submit with no dispatch costs (uniform write, clear, copy, map).
+    const uni = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const rtOnce = () => {
+      device.queue.writeBuffer(uni, 0, new Uint32Array(12));
+      return timed(device, staging, small, (enc) => enc.clearBuffer(small, 0, 16));
+    };
+    await rtOnce();
+    const rt: number[] = [];
+    for (let i = 0; i < Math.max(R, 15); i++) rt.push(await rtOnce());
+    const roundTrip = measured(rt);
+    step('round trip');
+
+    // Dispatch: N dependent tiny dispatches in one pass, against one.
+    const tinyPipe = await pipeline(device, await compile(device, TINY_WGSL, 'tiny'), 'tiny');
+    const tinyBg = device.createBindGroup({ layout: tinyPipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: small } }] });
+    const passOf = (n: number) => (enc: GPUCommandEncoder) => {
+      const pass = enc.beginComputePass();
+      pass.setPipeline(tinyPipe);
+      for (let i = 0; i < n; i++) {
+        pass.setBindGroup(0, tinyBg);
+        pass.dispatchWorkgroups(1);
+      }
+      pass.end();
+    };
+    const N = 256;
+    await timed(device, staging, small, passOf(N));
+    const disp: number[] = [];
+    for (let i = 0; i < R; i++) {
+      const one = await timed(device, staging, small, passOf(1));
+      const many = await timed(device, staging, small, passOf(N + 1));
+      disp.push(Math.max(1e-9, (many - one) / N));
+    }
+    const dispatch = measured(disp);
+    step('dispatch');
+
+    // Copy bandwidth.
+    const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const bytes = Math.floor(Math.min(opts.copyBytes ?? 64 * 2 ** 20, limit) / 256) * 256;
+    const src = buf(bytes);
+    const dst = buf(bytes);
+    const copyPipe = await pipeline(device, await compile(device, COPY_WGSL, 'copy'), 'copy');
+    const copyBg = device.createBindGroup({
+      layout: copyPipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: src } }, { binding: 1, resource: { buffer: dst } }],
+    });
+    const copyGroups = Math.min(device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(bytes / 16 / 64 / 4));
+    const copyOnce = () =>
+      timed(device, staging, small, (enc) => {
+        const pass = enc.beginComputePass();
+        pass.setPipeline(copyPipe);
+        pass.setBindGroup(0, copyBg);
+        pass.dispatchWorkgroups(copyGroups);
+        pass.end();
+      });
+    await copyOnce();
+    const cp: number[] = [];
+    for (let i = 0; i < Math.max(3, Math.ceil(R / 2)); i++) {
+      const s = await copyOnce();
+      cp.push((2 * bytes) / Math.max(1e-9, s - roundTrip.median));
+    }
+    const copy = measured(cp);
+    step('copy bandwidth');
+    if (copyOnly) return copy;
+
+    // Grid barrier: the engine's discovery + barrier over the fused workgroup count.
+    const barModule = await compile(device, barrierWgsl(layout), 'barrier');
+    const barPipe = await pipeline(device, barModule, 'barriers');
+    const emptyPipe = await pipeline(device, barModule, 'empty');
+    const stepBuf = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const dispBuf = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    device.queue.writeBuffer(dispBuf, 0, new Uint32Array([0, 0]));
+    const ctl = buf(Math.ceil((layout.sizes.ctl * 4) / 16) * 16);
+    const barBg = device.createBindGroup({
+      layout: barPipe.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: stepBuf, size: 48 } },
+        { binding: 1, resource: { buffer: dispBuf, size: 8 } },
+        { binding: 8, resource: { buffer: ctl } },
+      ],
+    });
+    const emptyBg = device.createBindGroup({
+      layout: emptyPipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: stepBuf, size: 48 } }, { binding: 8, resource: { buffer: ctl } }],
+    });
+    const groups = Math.max(1, t.fusedGroups);
+    const spinBound = t.cpu ? 1 << 24 : 1 << 22;
+    const pollSpins = t.cpu ? 1 << 14 : 1 << 12;
+    const slot = layout.consts.C_SLOTS; // disp.slot = 0
+    const barOnce = async (pipe: GPUComputePipeline, bg: GPUBindGroup, barriers: number): Promise<{ s: number; aborted: boolean; count: number }> => {
+      const u = new Uint32Array(12);
+      u[1] = barriers;
+      u[7] = spinBound;
+      u[8] = pollSpins;
+      u[9] = groups;
+      device.queue.writeBuffer(stepBuf, 0, u);
+      const r = await timedRead(device, staging, ctl, (enc) => {
+        enc.clearBuffer(ctl, 0, ctl.size);
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipe);
+        pass.setBindGroup(0, bg);
+        pass.dispatchWorkgroups(groups);
+        pass.end();
+      });
+      return { s: r.s, aborted: r.words[layout.consts.C_ABORT] !== 0, count: r.words[slot + 1] ?? 0 };
+    };
+    const B = t.cpu ? 400 : 2000;
+    const first = await barOnce(barPipe, barBg, B);
+    if (first.aborted) {
+      throw new KloopError(`grid barrier microbenchmark: ${groups} workgroups were not co-resident on this adapter (barrier timed out)`);
+    }
+    await barOnce(emptyPipe, emptyBg, 1);
+    const bar: number[] = [];
+    const disc: number[] = [];
+    const counts: number[] = [];
+    for (let i = 0; i < R; i++) {
+      const empty = (await barOnce(emptyPipe, emptyBg, 1)).s;
+      const zero = await barOnce(barPipe, barBg, 0);
+      const many = await barOnce(barPipe, barBg, B);
+      if (many.aborted) throw new KloopError(`grid barrier microbenchmark: a barrier timed out over ${groups} workgroups`);
+      counts.push(many.count);
+      bar.push(Math.max(1e-9, (many.s - zero.s) / B));
+      disc.push(Math.max(1e-9, zero.s - empty));
+    }
+    step('grid barrier');
+
+    // Matvec: the engine's gate_up stage over the model's stacked FFN weights, once with the
+    // per-op dispatch width (one workgroup per row tile) and once with the workgroups a fused
+    // dispatch actually runs with (the discovered participants).
+    const k2 = layout.consts;
+    const mvModule = await compile(device, matvecWgsl(layout), 'matvec');
+    const mvPipe = await pipeline(device, mvModule, 'stream');
+    const ffn = buf(Math.ceil((layout.sizes.ffn13 * 4) / 16) * 16);
+    const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
+    const mvBg = device.createBindGroup({
+      layout: mvPipe.getBindGroupLayout(0),
+      entries: [{ binding: 4, resource: { buffer: ffn } }, { binding: 7, resource: { buffer: act } }],
+    });
+    const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension);
+    const mvOnce = (g: number) =>
+      timed(device, staging, small, (enc) => {
+        const pass = enc.beginComputePass();
+        pass.setPipeline(mvPipe);
+        pass.setBindGroup(0, mvBg);
+        pass.dispatchWorkgroups(g);
+        pass.end();
+      });
+    const mvBytes = 2 * k2.HIDDEN * k2.DIM * 4 * k2.NLAYERS;
+    const mvRate = async (g: number): Promise<Measured> => {
+      await mvOnce(g);
+      const mv: number[] = [];
+      for (let i = 0; i < R; i++) {
+        const s = await mvOnce(g);
+        mv.push(mvBytes / Math.max(1e-9, s - roundTrip.median - dispatch.median));
+      }
+      return measured(mv);
+    };
+    const matvec = await mvRate(items);
+    const fusedWidth = Math.max(1, Math.min(items, Math.round(median(counts))));
+    const fusedMatvec = fusedWidth === items ? matvec : await mvRate(fusedWidth);
+    step('matvec bandwidth');
+
+    return {
+      dispatchSeconds: dispatch,
+      roundTripSeconds: roundTrip,
+      copyBytesPerSecond: copy,
+      matvecBytesPerSecond: matvec,
+      fusedMatvecBytesPerSecond: fusedMatvec,
+      barrierSeconds: measured(bar),
+      discoverSeconds: measured(disc),
+      barrierGroups: groups,
+      barrierParticipants: measured(counts),
+    };
+  } finally {
+    for (const b of created) b.destroy();
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The WebGPU device model: the SN40L timing model's equations (../timing/model.ts) with a
+ * WebGPU adapter's own parameters, each measured by a microbenchmark (microbench.ts).
+ *
+ * Mapping onto the timing model (one device, no tensor parallelism):
+ *   memBandwidthPerDevice   copy bandwidth (bytes read + written per second)
+ *   inKernelMemEfficiency   matvec rate / copy rate: what the engine's kernels stream at (per-op:
+ *                           a workgroup per row tile; fused: the discovered workgroups)
+ *   launchPerCall           seconds per dispatch (+ occupancy discovery for a fused dispatch)
+ *   fillDrainPerBoundary    seconds per grid barrier
+ *   hostPerStep             submit round trip / K (K tokens per submit)
+ * and the call structure comes from the engine's schedule: per token,
+ *   per-op      dispatchesPerStep(schedule, 'per-op') dispatches, no barrier
+ *   per-layer   L + 3 dispatches (L of them discover), the layer kernels' grid barriers
+ *   looped:K    1/K dispatch (it discovers), the looped kernel's barriers per token
+ * so that
+ *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K.
+ */
+import type { ModelConfig } from '../../loader/types.ts';
+import { type Schedule, dispatchesPerStep, loopLayers, planBarriers } from '../../engine/schedule.ts';
+import { predictDecode, type DecodePrediction } from '../timing/model.ts';
+import type { CallStructure } from '../timing/calls.ts';
+import type { ModelShape, SyncCosts, SystemSpec } from '../timing/types.ts';
+import type { DeviceMeasurements } from './microbench.ts';
+
+/** The measured parameters of one adapter, plain numbers in SI units. */
+export interface DeviceParameters {
+  name: string;
+  dispatchSeconds: number;
+  roundTripSeconds: number;
+  copyBytesPerSecond: number;
+  /** Engine matvec rate at per-op width (a workgroup per row tile). */
+  matvecBytesPerSecond: number;
+  /** Engine matvec rate over the workgroups a fused dispatch runs with. */
+  fusedMatvecBytesPerSecond: number;
+  barrierSeconds: number;
+  discoverSeconds: number;
+}
+
+export function deviceParameters(name: string, m: DeviceMeasurements): DeviceParameters {
+  return {
+    name,
+    dispatchSeconds: m.dispatchSeconds.median,
+    roundTripSeconds: m.roundTripSeconds.median,
+    copyBytesPerSecond: m.copyBytesPerSecond.median,
+    matvecBytesPerSecond: m.matvecBytesPerSecond.median,
+    fusedMatvecBytesPerSecond: m.fusedMatvecBytesPerSecond.median,
+    barrierSeconds: m.barrierSeconds.median,
+    discoverSeconds: m.discoverSeconds.median,
+  };
+}
+
+/** One benchmarked configuration: an executor mode and its tokens per dispatch. */
+export interface ModeSpec {
+  mode: 'per-op' | 'per-layer' | 'looped';
+  /** Tokens per dispatch (1 unless looped). */
+  k: number;
+}
+
+/** Per-token call structure of a mode, from the engine's schedule and the kernels' barrier counts. */
+export interface ModeStructure {
+  dispatchesPerToken: number;
+  /** Dispatches per token that run occupancy discovery (fused kernels with barriers). */
+  discoversPerToken: number;
+  barriersPerToken: number;
+  submitsPerToken: number;
+}
+
+/**
+ * The call structure of `m` for `schedule`. `barriersPerToken` is the executor's own count
+ * (GpuExecutor.gridBarriersPerToken) when known; otherwise derived from the schedule's barrier plan
+ * (per-layer; the looped count needs the executor).
+ */
+export function modeStructure(schedule: Schedule, m: ModeSpec, barriersPerToken?: number): ModeStructure {
+  if (m.mode === 'per-op') {
+    return { dispatchesPerToken: dispatchesPerStep(schedule, 'per-op'), discoversPerToken: 0, barriersPerToken: 0, submitsPerToken: 1 };
+  }
+  if (m.mode === 'per-layer') {
+    const withBarriers = schedule.calls.map((c) => planBarriers(c.stages).before.filter(Boolean).length);
+    return {
+      dispatchesPerToken: dispatchesPerStep(schedule, 'per-layer'),
+      discoversPerToken: withBarriers.filter((b) => b > 0).length,
+      barriersPerToken: barriersPerToken ?? withBarriers.reduce((a, b) => a + b, 0),
+      submitsPerToken: 1,
+    };
+  }
+  const looped = loopLayers(schedule).schedule;
+  return {
+    dispatchesPerToken: dispatchesPerStep(looped, 'looped') / m.k,
+    discoversPerToken: 1 / m.k,
+    barriersPerToken: barriersPerToken ?? 0,
+    submitsPerToken: 1 / m.k,
+  };
+}
+
+/** The adapter as a timing-model system (one device) for `mode`'s kernels. */
+export function deviceSystem(p: DeviceParameters, mode: ModeSpec['mode']): SystemSpec {
+  const rate = mode === 'per-op' ? p.matvecBytesPerSecond : p.fusedMatvecBytesPerSecond;
+  return {
+    name: p.name,
+    devices: 1,
+    // Decode on these adapters is memory- and boundary-bound; FLOPs are not modelled.
+    peakFlopsPerDevice: 1e18,
+    computeEfficiency: 1,
+    memBandwidthPerDevice: p.copyBytesPerSecond,
+    inKernelMemEfficiency: rate / p.copyBytesPerSecond,
+    memCapacityPerDevice: Number.MAX_SAFE_INTEGER,
+  };
+}
+
+/** Synchronization costs of `s` on the adapter: the timing model's SyncCosts. */
+export function deviceSync(p: DeviceParameters, s: ModeStructure): SyncCosts {
+  const perCall = s.dispatchesPerToken > 0 ? (s.discoversPerToken / s.dispatchesPerToken) * p.discoverSeconds : 0;
+  return {
+    launchPerCall: p.dispatchSeconds + perCall,
+    fillDrainPerBoundary: p.barrierSeconds,
+    allReducePerCall: 0,
+    allReducesPerLayer: 0,
+    hostPerStep: p.roundTripSeconds * s.submitsPerToken,
+  };
+}
+
+export function deviceCallStructure(m: ModeSpec, s: ModeStructure): CallStructure {
+  return { mode: m.mode, callsPerToken: () => s.dispatchesPerToken, boundariesPerToken: () => s.barriersPerToken };
+}
+
+/** The model as the timing model sees it: f32 weights and KV cache (4 bytes an element). */
+export function deviceShape(cfg: ModelConfig, name: string): ModelShape {
+  return {
+    name,
+    nLayers: cfg.nLayers,
+    hidden: cfg.dim,
+    nHeads: cfg.nHeads,
+    nKvHeads: cfg.nKvHeads,
+    headDim: cfg.headDim,
+    ffn: cfg.hiddenDim,
+    vocab: cfg.vocabSize,
+    bytesPerParam: 4,
+    kvBytesPerElement: 4,
+    tiedEmbeddings: cfg.tiedEmbeddings,
+    attentionBias: cfg.attentionBias,
+  };
+}
+
+export interface ModePrediction {
+  label: string;
+  tokensPerSecond: number;
+  secondsPerToken: number;
+  /** Where the time goes, seconds per token. */
+  kernelSeconds: number;
+  dispatchSeconds: number;
+  barrierSeconds: number;
+  roundTripSeconds: number;
+  timing: DecodePrediction;
+}
+
+/**
+ * Predicted decode speed of `m` for a model of config `cfg`, decoding with `meanContext` cached
+ * positions on average (the KV read per token).
+ */
+export function predictMode(
+  cfg: ModelConfig,
+  name: string,
+  p: DeviceParameters,
+  m: ModeSpec,
+  s: ModeStructure,
+  meanContext: number,
+): ModePrediction {
+  const timing = predictDecode(
+    deviceShape(cfg, name),
+    { batch: 1, context: meanContext, outputTokens: 0 },
+    deviceSystem(p, m.mode),
+    deviceSync(p, s),
+    deviceCallStructure(m, s),
+    { weightRead: 'embedding-row-only' },
+  );
+  return {
+    label: modeLabel(m),
+    tokensPerSecond: timing.tokensPerSecond,
+    secondsPerToken: timing.secondsPerStep,
+    kernelSeconds: timing.kernelSeconds,
+    dispatchSeconds: timing.launchSeconds,
+    barrierSeconds: timing.fillDrainSeconds,
+    roundTripSeconds: timing.hostSeconds,
+    timing,
+  };
+}
+
+export function modeLabel(m: ModeSpec): string {
+  return m.mode === 'looped' && m.k > 1 ? `looped:${m.k}` : m.mode;
+}

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { KloopError } from '../../src/errors.ts';
+import { parseBenchFlags } from '../../src/bench/command.ts';
+import { parseModes } from '../../src/bench/modes.ts';
+import { meanStepBytes, paramCount, stepBytes } from '../../src/bench/bytes.ts';
+import { renderChartHtml, renderChartSvg } from '../../src/bench/chart.ts';
+import { formatReport, jsonReport } from '../../src/bench/format.ts';
+import { findGguf } from '../../src/bench/peers.ts';
+import { type BenchReport, runBench } from '../../src/bench/run.ts';
+import { SYNTHETIC_SHAPES } from '../../src/loader/synthetic.ts';
+import { acquireDevice, type AcquiredDevice } from '../../src/engine/device.ts';
+import { modelsDir } from '../helpers/paths.ts';
+
+const stories = path.join(modelsDir, 'stories260K', 'stories260K.bin');
+
+describe('bench flags', () => {
+  it('parses every flag', () => {
+    const f = parseBenchFlags(['--shape', 'stories15M', '--modes=per-op,looped:4', '--tokens', '8', '--repeat', '2', '--peers', '--predict', '--json', '--chart', 'x.svg', '--adapter', 'Swift']);
+    expect(f).toMatchObject({ shape: 'stories15M', modes: 'per-op,looped:4', tokens: 8, repeat: 2, peers: true, predict: true, json: true, chart: 'x.svg', adapter: 'Swift' });
+  });
+  it.each([
+    [['--tokens', '0'], /--tokens/],
+    [['--tokens', 'x'], /--tokens/],
+    [['--modes', 'fast'], /unknown mode/],
+    [['--modes', 'per-op:4'], /only looped/],
+    [['--modes', 'looped:0'], /K must be/],
+    [['--tokens', '10', '--modes', 'looped:16'], /multiple of 16/],
+    [['--shape', 'nope'], /unknown shape/],
+    [['--model', 'a', '--shape', 'stories15M'], /one of them/],
+    [['--chart', 'x.png'], /\.svg or \.html/],
+    [['--bogus'], /unknown flag/],
+    [['--repeat'], /missing value/],
+    [['--json=1'], /takes no value/],
+  ])('rejects %j', (argv, msg) => {
+    expect(() => parseBenchFlags(argv as string[])).toThrow(KloopError);
+    expect(() => parseBenchFlags(argv as string[])).toThrow(msg);
+  });
+  it('labels modes and drops duplicates', () => {
+    expect(parseModes('per-op, looped,looped:1,looped:16').map((m) => m.label)).toEqual(['per-op', 'looped', 'looped:16']);
+  });
+});
+
+describe('bytes per token', () => {
+  const c = { ...SYNTHETIC_SHAPES.stories110M!, attentionBias: false, bosId: 1, eosId: 2 };
+  it('counts weights as the parameters in f32, KV growing with the position', () => {
+    const b0 = stepBytes(c, 0);
+    const b9 = stepBytes(c, 9);
+    expect(b0.weights).toBeGreaterThan(paramCount(c) * 4 * 0.99);
+    expect(b9.weights).toBe(b0.weights);
+    expect(b9.kvRead).toBe(10 * b0.kvRead);
+    expect(meanStepBytes(c, 0, 10).kvRead).toBeCloseTo((b0.kvRead * 5.5), 6);
+    expect(paramCount(c)).toBeGreaterThan(100e6);
+  });
+});
+
+describe('gguf beside the model', () => {
+  it('finds stories260K.gguf next to the .bin', async () => {
+    expect(await findGguf(stories)).toBe(path.join(modelsDir, 'stories260K', 'stories260K.gguf'));
+    await expect(findGguf(stories, '/nonexistent.gguf')).rejects.toThrow(KloopError);
+  });
+});
+
+function fakeReport(): BenchReport {
+  const res = (mode: string, tps: number) => ({
+    mode, tokensPerSecond: tps, msPerToken: 1000 / tps, dispatchesPerToken: 1, submitsPerToken: 1, bytesPerToken: 1e6,
+    achievedGBps: tps / 1e3, percentOfCopyBandwidth: tps / 10, spread: { min: tps * 0.9, max: tps * 1.1, runs: 3 },
+    workgroups: 2, gridBarriersPerToken: 4, fallbacks: 0,
+  });
+  return {
+    device: { vendor: 'v', architecture: 'a', description: 'd <&>' }, adapter: 'x', model: { name: 'm', synthetic: true, params: 1e6, source: 's' },
+    date: '2026-01-01T00:00:00Z', tokens: 8, repeat: 3, copyBandwidthGBps: 2, copyBandwidthSpread: { min: 1, max: 3, runs: 3 },
+    results: [res('per-op', 50), res('per-layer', 80), res('looped', 120)], peers: [{ name: 'peer', tokensPerSecond: 300, spread: { min: 1, max: 400, runs: 3 }, tokens: 8 }],
+    speedups: { 'looped/per-layer': 1.5 }, loadAverage: { start: 1, end: 1 }, notes: [],
+    predicted: [{ mode: 'looped', predictedTokensPerSecond: 110, measuredTokensPerSecond: 120, errorPercent: -8.3, breakdownMs: { kernel: 1, dispatch: 1, barrier: 1, roundTrip: 1 } }],
+  };
+}
+
+describe('chart and text', () => {
+  it('renders a standalone SVG and HTML with every mode and peer, escaped', () => {
+    const svg = renderChartSvg(fakeReport());
+    expect(svg.startsWith('<svg')).toBe(true);
+    for (const s of ['per-op', 'per-layer', 'looped', 'peer', 'SYNTHETIC', 'd &lt;&amp;&gt;']) expect(svg).toContain(s);
+    expect(svg).not.toContain('NaN');
+    expect(renderChartHtml(fakeReport())).toContain('<!doctype html>');
+    expect(formatReport(fakeReport())).toContain('looped/per-layer 1.50x');
+    expect(formatReport(fakeReport(), true)).toContain('| mode |');
+  });
+});
+
+function allFinitePositive(o: unknown, where: string, skip = new Set<string>()): void {
+  if (typeof o === 'number') {
+    expect(Number.isFinite(o), where).toBe(true);
+    expect(o, where).toBeGreaterThan(0);
+  } else if (Array.isArray(o)) o.forEach((x, i) => allFinitePositive(x, `${where}[${i}]`, skip));
+  else if (o && typeof o === 'object') {
+    for (const [k, v] of Object.entries(o)) if (!skip.has(k)) allFinitePositive(v, `${where}.${k}`, skip);
+  }
+}
+
+let gpu: AcquiredDevice | undefined;
+try {
+  gpu = await acquireDevice(undefined, () => undefined);
+} catch {
+  gpu = undefined;
+}
+
+describe.skipIf(!gpu)('smoke bench (GPU adapter)', () => {
+  it('reports every mode and peer with finite positive numbers (structure only, no speed thresholds)', async () => {
+    const report = await runBench({ model: stories, modes: 'per-op,per-layer,looped,looped:2', tokens: 4, repeat: 1, peers: true, predict: true, device: gpu });
+    const j = jsonReport(report) as Record<string, any>;
+    expect(Object.keys(j)).toEqual(expect.arrayContaining(['device', 'model', 'copyBandwidthGBps', 'results', 'peers', 'speedups', 'predicted']));
+    expect(Object.keys(j.device)).toEqual(['vendor', 'architecture', 'description']);
+    expect(j.model).toMatchObject({ synthetic: false });
+    expect(j.results.map((r: any) => r.mode)).toEqual(['per-op', 'per-layer', 'looped', 'looped:2']);
+    for (const r of j.results) {
+      for (const k of ['mode', 'tokensPerSecond', 'msPerToken', 'dispatchesPerToken', 'submitsPerToken', 'bytesPerToken', 'achievedGBps', 'percentOfCopyBandwidth', 'spread']) {
+        expect(r).toHaveProperty(k);
+      }
+    }
+    expect(j.results[0].dispatchesPerToken).toBeGreaterThan(j.results[1].dispatchesPerToken);
+    expect(j.results[3].submitsPerToken).toBe(0.5);
+    expect(j.peers.length).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(j.speedups)).toEqual(expect.arrayContaining(['looped/per-layer', 'looped/per-op', 'looped:2/per-layer']));
+    allFinitePositive(
+      { copy: j.copyBandwidthGBps, params: j.model.params, results: j.results, peers: j.peers, speedups: j.speedups, predicted: j.predicted.map((p: any) => ({ ...p, errorPercent: Math.abs(p.errorPercent) + 1e-9 })) },
+      'report',
+      new Set(['mode', 'name', 'workgroups', 'gridBarriersPerToken', 'fallbacks', 'barrier']),
+    );
+    expect(renderChartSvg(report)).not.toContain('NaN');
+  }, 900_000);
+});

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { type DeviceParameters, type ModeSpec, deviceSync, modeStructure, predictMode } from '../../src/rdu-emulation/device-model/model.ts';
+import { measureDevice } from '../../src/rdu-emulation/device-model/microbench.ts';
+import { buildSchedule } from '../../src/engine/schedule.ts';
+import { syntheticModel } from '../../src/loader/synthetic.ts';
+import { loadModel } from '../../src/loader/index.ts';
+import { acquireDevice, type AcquiredDevice } from '../../src/engine/device.ts';
+import { createExecutor } from '../../src/engine/executor.ts';
+import type { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { modelsDir } from '../helpers/paths.ts';
+
+const P: DeviceParameters = {
+  name: 'test', dispatchSeconds: 25e-6, roundTripSeconds: 150e-6, copyBytesPerSecond: 4e9, matvecBytesPerSecond: 3e9,
+  fusedMatvecBytesPerSecond: 2e9, barrierSeconds: 5e-6, discoverSeconds: 10e-6,
+};
+const cfg = syntheticModel({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8, vocabSize: 512, seqLen: 512, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true }).config;
+const schedule = buildSchedule(cfg);
+const modes: ModeSpec[] = [{ mode: 'per-op', k: 1 }, { mode: 'per-layer', k: 1 }, { mode: 'looped', k: 1 }, { mode: 'looped', k: 16 }];
+const predict = (p: DeviceParameters, m: ModeSpec, ctx = 32, barriers = 26) => predictMode(cfg, 't', p, m, modeStructure(schedule, m, m.mode === 'per-op' ? undefined : barriers), ctx).tokensPerSecond;
+
+describe('device model predictions', () => {
+  it('follows the schedule: per-op dispatches per token, L + 3 per layer, 1/K looped', () => {
+    expect(modeStructure(schedule, modes[0]!).dispatchesPerToken).toBe(8 * 5 + 4);
+    expect(modeStructure(schedule, modes[1]!).dispatchesPerToken).toBe(5 + 3);
+    expect(modeStructure(schedule, modes[1]!).discoversPerToken).toBe(5);
+    expect(modeStructure(schedule, modes[3]!, 26)).toMatchObject({ dispatchesPerToken: 1 / 16, submitsPerToken: 1 / 16, barriersPerToken: 26 });
+    const s = deviceSync(P, modeStructure(schedule, modes[3]!, 26));
+    expect(s.hostPerStep).toBeCloseTo(P.roundTripSeconds / 16, 12);
+  });
+
+  it('adds up kernel, dispatch, barrier and round-trip time', () => {
+    const m = modes[1]!;
+    const s = modeStructure(schedule, m, 20);
+    const pr = predictMode(cfg, 't', P, m, s, 10);
+    expect(pr.secondsPerToken).toBeCloseTo(pr.kernelSeconds + pr.dispatchSeconds + pr.barrierSeconds + pr.roundTripSeconds, 12);
+    expect(pr.dispatchSeconds).toBeCloseTo(8 * P.dispatchSeconds + 5 * P.discoverSeconds, 12);
+    expect(pr.barrierSeconds).toBeCloseTo(20 * P.barrierSeconds, 12);
+  });
+
+  it('is monotone in every cost and in K', () => {
+    for (const m of modes) {
+      const base = predict(P, m);
+      expect(Number.isFinite(base) && base > 0).toBe(true);
+      expect(predict({ ...P, roundTripSeconds: 2 * P.roundTripSeconds }, m)).toBeLessThan(base);
+      expect(predict({ ...P, matvecBytesPerSecond: 2 * P.matvecBytesPerSecond, fusedMatvecBytesPerSecond: 2 * P.fusedMatvecBytesPerSecond }, m)).toBeGreaterThan(base);
+      expect(predict(P, m, 400)).toBeLessThan(base);
+      if (m.mode !== 'looped' || m.k === 1) expect(predict({ ...P, dispatchSeconds: 2 * P.dispatchSeconds }, m)).toBeLessThan(base);
+      if (m.mode !== 'per-op') expect(predict({ ...P, barrierSeconds: 2 * P.barrierSeconds }, m)).toBeLessThan(base);
+      else expect(predict({ ...P, barrierSeconds: 2 * P.barrierSeconds }, m)).toBe(base);
+    }
+    let last = 0;
+    for (const k of [1, 2, 4, 16, 64]) {
+      const t = predict(P, { mode: 'looped', k });
+      expect(t).toBeGreaterThan(last);
+      last = t;
+    }
+  });
+
+  it('orders the modes when boundaries dominate: per-op < per-layer < looped < looped:16', () => {
+    const same = { ...P, fusedMatvecBytesPerSecond: P.matvecBytesPerSecond };
+    const t = modes.map((m) => predict(same, m));
+    expect(t[0]).toBeLessThan(t[1]!);
+    expect(t[1]).toBeLessThan(t[2]!);
+    expect(t[2]).toBeLessThan(t[3]!);
+  });
+});
+
+let gpu: AcquiredDevice | undefined;
+try {
+  gpu = await acquireDevice(undefined, () => undefined);
+} catch {
+  gpu = undefined;
+}
+
+describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
+  it('return finite positive figures on the adapter', async () => {
+    const model = await loadModel(path.join(modelsDir, 'stories260K', 'stories260K.bin'));
+    const ex = (await createExecutor(model, 'looped', async () => gpu!, {})) as GpuExecutor;
+    try {
+      const m = await measureDevice({ device: gpu!.device, layout: ex.layout, fusedGroups: ex.stats.workgroups, cpu: gpu!.cpu }, { repeats: 3, copyBytes: 8 * 2 ** 20 });
+      for (const k of ['dispatchSeconds', 'roundTripSeconds', 'copyBytesPerSecond', 'matvecBytesPerSecond', 'fusedMatvecBytesPerSecond', 'barrierSeconds', 'discoverSeconds', 'barrierParticipants'] as const) {
+        for (const v of [m[k].median, m[k].min, m[k].max]) {
+          expect(Number.isFinite(v), k).toBe(true);
+          expect(v, k).toBeGreaterThan(0);
+        }
+      }
+      expect(m.barrierParticipants.max).toBeLessThanOrEqual(m.barrierGroups);
+    } finally {
+      ex.destroy();
+    }
+  }, 600_000);
+});
