@@ -223,9 +223,13 @@ const ARCHS: Record<string, { rotateHalf: boolean }> = {
   qwen2: { rotateHalf: true },
 };
 
-/** Load a GGUF model (llama / qwen2 architecture, F32 / F16 / BF16 tensors). */
-export async function loadGguf(path: string): Promise<LoadedModel> {
-  const f = await BinaryFile.open(path);
+/**
+ * Load a GGUF model (llama / qwen2 architecture, F32 / F16 / BF16 tensors) from a path, or from
+ * a BinaryFile (BinaryFile.fromBytes for bytes in memory).
+ */
+export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> {
+  const f = typeof file === 'string' ? await BinaryFile.open(file) : file;
+  const path = f.path;
   try {
     const h = await readGgufHeader(f);
     const md = h.metadata;

@@ -76,9 +76,10 @@ export function parseLlama2cHeader(path: string, header: Uint8Array, fileBytes: 
   return { config, sharedClassifier: vocabRaw > 0, expectedBytes };
 }
 
-/** Read the weights of a llama2.c v0 checkpoint. */
-export async function readLlama2cWeights(path: string): Promise<{ config: ModelConfig; weights: ModelWeights }> {
-  const f = await BinaryFile.open(path);
+/** Read the weights of a llama2.c v0 checkpoint (a path, or a BinaryFile such as BinaryFile.fromBytes). */
+export async function readLlama2cWeights(file: string | BinaryFile): Promise<{ config: ModelConfig; weights: ModelWeights }> {
+  const f = typeof file === 'string' ? await BinaryFile.open(file) : file;
+  const path = f.path;
   try {
     const header = await f.bytes(0, Math.min(HEADER_BYTES, f.size), 'header');
     const { config, sharedClassifier } = parseLlama2cHeader(path, header, f.size);
@@ -129,11 +130,13 @@ export async function readLlama2cWeights(path: string): Promise<{ config: ModelC
 }
 
 /**
- * Load a llama2.c checkpoint with its tokenizer: `tokenizer` is a llama2.c tokenizer .bin
- * path (vocab_size tokens are read from it) or an already built Tokenizer.
+ * Load a llama2.c checkpoint (a path, or a BinaryFile of bytes in memory) with its tokenizer:
+ * `tokenizer` is a llama2.c tokenizer .bin path (vocab_size tokens are read from it) or an
+ * already built Tokenizer.
  */
-export async function loadLlama2c(path: string, tokenizer: string | Tokenizer): Promise<LoadedModel> {
-  const { config, weights } = await readLlama2cWeights(path);
+export async function loadLlama2c(file: string | BinaryFile, tokenizer: string | Tokenizer): Promise<LoadedModel> {
+  const path = typeof file === 'string' ? file : file.path;
+  const { config, weights } = await readLlama2cWeights(file);
   if (typeof tokenizer === 'string') tokenizer = await loadLlama2cTokenizer(tokenizer, config.vocabSize);
   need(
     tokenizer.vocabSize <= config.vocabSize,

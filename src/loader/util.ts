@@ -2,19 +2,23 @@
  * Small helpers shared by the loaders: bounded positional file reads, dtype conversion and
  * weight validation. Every problem is a one-line KloopError naming the file.
  */
-import { open, stat, readFile, type FileHandle } from 'node:fs/promises';
-import { endianness } from 'node:os';
-import { basename } from 'node:path';
+import { open, stat, readFile } from './fs.ts';
 import type { ModelConfig } from './types.ts';
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 import { fileError, need } from './fail.ts';
 export { fileError, need };
 
-/** Model name from a path: the file name without its extension, or the folder name. */
+/** Model name from a path (or URL): the file name without its extension, or the folder name. */
 export function modelName(path: string): string {
-  return basename(path).replace(/\.(bin|gguf|safetensors)$/i, '');
+  return baseName(path).replace(/\.(bin|gguf|safetensors)$/i, '');
+}
+
+/** The last component of a path or URL (trailing separators ignored), like path.basename. */
+export function baseName(path: string): string {
+  const parts = path.replace(/[\\/]+$/, '').split(/[\\/]/);
+  return parts[parts.length - 1] ?? '';
 }
 
 /** Size of a regular file, or a KloopError when it is missing or not a file. */
@@ -49,17 +53,37 @@ export function parseJson(path: string, text: string): unknown {
   }
 }
 
+/** What BinaryFile reads through: an open file (fs FileHandle) or bytes in memory. */
+export interface RandomAccess {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
+
 /** A file opened for bounded positional reads. */
 export class BinaryFile {
   private constructor(
     readonly path: string,
     readonly size: number,
-    private readonly fh: FileHandle,
+    private readonly fh: RandomAccess,
   ) {}
+
+  /** Bytes already in memory (a fetched URL, a dropped File), read like a file named `path`. */
+  static fromBytes(path: string, data: Uint8Array | ArrayBuffer): BinaryFile {
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+    const mem: RandomAccess = {
+      async read(buffer, offset, length, position) {
+        const n = Math.max(0, Math.min(length, bytes.byteLength - position));
+        buffer.set(bytes.subarray(position, position + n), offset);
+        return { bytesRead: n };
+      },
+      async close() {},
+    };
+    return new BinaryFile(path, bytes.byteLength, mem);
+  }
 
   static async open(path: string): Promise<BinaryFile> {
     const size = await fileSize(path);
-    let fh: FileHandle;
+    let fh: RandomAccess;
     try {
       fh = await open(path, 'r');
     } catch (e) {
