@@ -1,0 +1,45 @@
+/**
+ * kloop in the browser (also usable in Node): load a model from a URL, an ArrayBuffer or a File,
+ * open a WebGPU device, and stream tokens from any executor mode.
+ *
+ *   import { loadModel, createGenerator } from 'kloop/browser';
+ *   const model = await loadModel({ model: '/models/stories260K/stories260K.bin', tokenizer: '/models/stories260K/tok512.bin' });
+ *   for await (const t of createGenerator(model, { prompt: 'Once upon a time', mode: 'looped', maxTokens: 64 })) out.textContent += t.text;
+ *
+ * Built into web/dist/kloop.js by `npm run build:web` (src/browser/build.ts). Nothing here
+ * imports a Node module; the Node entry (src/index.ts) adds loading from paths.
+ */
+export {
+  loadModel,
+  loadModelFromBytes,
+  readBytes,
+  tokenizerFromBytes,
+  detectBytesFormat,
+  sourceLabel,
+  type ByteSource,
+  type ModelFiles,
+  type ModelSource,
+  type LoadOptions,
+  type LoadProgress,
+  type BytesFormat,
+} from './load.ts';
+export {
+  acquireDevice,
+  sharedDevice,
+  createGenerator,
+  benchmark,
+  GPU_MODES,
+  DEFAULT_TOKENS_PER_DISPATCH,
+  type GpuMode,
+  type StreamOptions,
+  type TokenStream,
+  type BenchOptions,
+  type BenchResult,
+} from './api.ts';
+export { checkWebGPU, OPTIONAL_FEATURES, type WebGPUSupport } from './support.ts';
+export { createExecutor, MODES, type Executor, type ExecutorStats, type Mode } from '../engine/executor.ts';
+export type { AcquiredDevice, AdapterDescription } from '../engine/device.ts';
+export type { GenerateOptions, GeneratedToken, GenerationResult } from '../engine/generate.ts';
+export { GREEDY, type SamplingOptions } from '../engine/sampler.ts';
+export type { LoadedModel, ModelConfig, Tokenizer } from '../loader/types.ts';
+export { KloopError } from '../errors.ts';

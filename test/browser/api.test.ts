@@ -1,0 +1,160 @@
+/**
+ * The browser API without a browser: loading from bytes, URLs and paths (Node entry) agrees with
+ * the path loader; the token stream builds its own executor; the bundle keeps Node modules out;
+ * the demo server lists and serves models on loopback only.
+ */
+import { readFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildWeb, checkNoStaticNodeImports } from '../../src/browser/build.ts';
+import { createGenerator, detectBytesFormat, loadModel as loadBrowser } from '../../src/browser/index.ts';
+import { type DemoServer, parseDemoFlags, startDemoServer } from '../../src/browser/serve.ts';
+import { KloopError } from '../../src/errors.ts';
+import { loadModel as loadNode } from '../../src/index.ts';
+import { loadModel as loadPath } from '../../src/loader/index.ts';
+import type { LoadedModel } from '../../src/loader/types.ts';
+import { fixturesDir, modelsDir } from '../helpers/paths.ts';
+
+const dir = join(modelsDir, 'stories260K');
+const binPath = join(dir, 'stories260K.bin');
+const tokPath = join(dir, 'tok512.bin');
+const ggufPath = join(dir, 'stories260K.gguf');
+const bytes = async (p: string): Promise<ArrayBuffer> => {
+  const b = await readFile(p);
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+};
+
+function expectSameModel(a: LoadedModel, b: LoadedModel): void {
+  expect(a.config).toEqual(b.config);
+  expect(a.format).toBe(b.format);
+  expect(a.weights.tokEmb).toEqual(b.weights.tokEmb);
+  expect(a.weights.layers[a.config.nLayers - 1]!.w2).toEqual(b.weights.layers[b.config.nLayers - 1]!.w2);
+  expect(a.weights.finalNorm).toEqual(b.weights.finalNorm);
+  const text = 'Once upon a time, Lily saw a big dog.';
+  expect(a.tokenizer.encode(text)).toEqual(b.tokenizer.encode(text));
+}
+
+describe('loadModel from bytes', () => {
+  it('reads a llama2.c checkpoint and its tokenizer from ArrayBuffers, as the path loader does', async () => {
+    const m = await loadBrowser({ model: await bytes(binPath), tokenizer: await bytes(tokPath), name: 'stories260K' });
+    expectSameModel(m, await loadPath(binPath));
+    expect(m.name).toBe('stories260K');
+  });
+
+  it('reads a GGUF from a typed array and a Blob', async () => {
+    const ref = await loadPath(ggufPath);
+    expectSameModel(await loadBrowser(new Uint8Array(await bytes(ggufPath))), ref);
+    const blob = new Blob([await bytes(ggufPath)]);
+    expectSameModel(await loadBrowser(blob), ref);
+  });
+
+  it('detects formats by their first bytes', async () => {
+    expect(detectBytesFormat(new Uint8Array(await bytes(ggufPath)))).toBe('gguf');
+    expect(detectBytesFormat(new Uint8Array(await bytes(binPath)))).toBe('llama2c');
+    expect(detectBytesFormat(new TextEncoder().encode('  {"model": {}}'))).toBe('json');
+  });
+
+  it('says what is missing or unsupported, in one line', async () => {
+    await expect(loadBrowser(await bytes(binPath))).rejects.toThrow(/needs its tokenizer/);
+    await expect(loadBrowser(new TextEncoder().encode('{"architectures": []}'))).rejects.toThrow(/Hugging Face .* Node only/);
+    await expect(loadBrowser({ model: new Uint8Array(100), tokenizer: await bytes(tokPath) })).rejects.toThrow(KloopError);
+    await expect(loadBrowser('relative/path.bin')).rejects.toThrow(/not a URL/);
+  });
+});
+
+describe('the Node entry', () => {
+  it('loads paths, file URLs and mixed sources', async () => {
+    const ref = await loadPath(binPath);
+    expectSameModel(await loadNode(binPath), ref);
+    expectSameModel(await loadNode(new URL(`file://${binPath}`)), ref);
+    expectSameModel(await loadNode({ model: binPath, tokenizer: await bytes(tokPath) }), ref);
+    expectSameModel(await loadNode({ model: await bytes(binPath), tokenizer: tokPath }), ref);
+  });
+
+  it('streams the fixture tokens through createGenerator(model, options), building the executor itself', async () => {
+    const fixture = JSON.parse(await readFile(join(fixturesDir, 'stories260K', 'bos_only.json'), 'utf8')) as { tokens: number[] };
+    const model = await loadNode(binPath);
+    const g = createGenerator(model, { mode: 'reference', prompt: '', maxTokens: 16, ignoreEos: true });
+    const ids: number[] = [];
+    for await (const t of g) ids.push(t.id);
+    expect(ids).toEqual(fixture.tokens.slice(1, 17));
+    expect(g.result().tokens).toEqual(ids);
+    expect(g.executor?.mode).toBe('reference');
+    expect(() => createGenerator(model, { maxTokens: -1 })).toThrow(KloopError);
+  });
+});
+
+describe('the browser bundle', () => {
+  it('builds, with no static import of a Node module and the loaders free of node:fs', async () => {
+    const files = await buildWeb({ write: false });
+    const names = files.map((f) => f.name).sort();
+    expect(names).toEqual(expect.arrayContaining(['kloop.js', 'app.js']));
+    const lib = new TextDecoder().decode(files.find((f) => f.name === 'kloop.js')!.contents);
+    expect(lib).not.toContain('node:fs/promises');
+    expect(lib).not.toContain('node:path');
+    expect(lib).toMatch(/export\s*\{[^}]*\bloadModel\b/);
+    const app = new TextDecoder().decode(files.find((f) => f.name === 'app.js')!.contents);
+    expect(app).toContain('from "./kloop.js"');
+    expect(() => checkNoStaticNodeImports([{ name: 'x.js', contents: new TextEncoder().encode('import { readFile } from "node:fs/promises";\n') }])).toThrow(
+      /static import of node:fs\/promises/,
+    );
+  });
+});
+
+describe('the demo server', () => {
+  let server: DemoServer;
+  beforeAll(async () => {
+    server = await startDemoServer({ port: 0, modelsDir });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const get = (path: string, host = `127.0.0.1:${server.port}`): Promise<{ status: number; body: Buffer; type?: string }> =>
+    new Promise((ok, fail) => {
+      const req = request({ host: '127.0.0.1', port: server.port, path, headers: { host } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => ok({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: res.headers['content-type'] }));
+      });
+      req.on('error', fail);
+      req.end();
+    });
+
+  it('serves the page, the bundles and the model list', async () => {
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await get('/');
+    expect(page.status).toBe(200);
+    expect(page.body.toString()).toContain('dist/app.js');
+    expect((await get('/dist/kloop.js')).type).toMatch(/javascript/);
+    const list = JSON.parse((await get('/models/')).body.toString()) as { models: { name: string; model: string; tokenizer?: string }[] };
+    expect(list.models).toContainEqual(
+      expect.objectContaining({ name: 'stories260K', model: '/models/stories260K/stories260K.bin', tokenizer: '/models/stories260K/tok512.bin' }),
+    );
+    expect(list.models.some((m) => m.model.endsWith('.gguf'))).toBe(true);
+    expect(list.models.some((m) => /tok512/.test(m.model))).toBe(false);
+  });
+
+  it('serves model files that load through a URL', async () => {
+    const m = await loadBrowser({ model: `${server.url}models/stories260K/stories260K.bin`, tokenizer: `${server.url}models/stories260K/tok512.bin` });
+    expectSameModel(m, await loadPath(binPath));
+    expect(m.name).toBe('stories260K');
+    await expect(loadBrowser(`${server.url}models/stories260K/missing.gguf`)).rejects.toThrow(/HTTP 404/);
+  });
+
+  it('refuses paths outside the models folder and foreign Host headers', async () => {
+    for (const path of ['/models/../package.json', '/models/%2e%2e/%2e%2e/package.json', '/models/..%2f..%2fpackage.json', '/../package.json', '/dist/../../package.json']) {
+      expect((await get(path)).status, path).toBeGreaterThanOrEqual(400);
+    }
+    expect((await get('/', 'example.com')).status).toBe(403);
+  });
+
+  it('parses its flags', () => {
+    expect(parseDemoFlags([])).toEqual({ port: 8080, modelsDir: undefined, help: false });
+    expect(parseDemoFlags(['--port', '0']).port).toBe(0);
+    expect(() => parseDemoFlags(['--port', 'x'])).toThrow(/--port/);
+    expect(() => parseDemoFlags(['--port', '70000'])).toThrow(/--port/);
+    expect(() => parseDemoFlags(['--bogus'])).toThrow(KloopError);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * End to end: the demo server (port 0) and the demo page in Debian's headless Chromium, WebGPU on
+ * SwiftShader, driven through the page's own controls: load stories260K (bin + tok512.bin) from
+ * the server, generate 32 greedy tokens in the looped mode and compare them with the fixture,
+ * then in the per-layer mode and compare with the looped tokens. The page is saved as
+ * test-artifacts/browser-e2e.png.
+ *
+ * Chromium: /usr/bin/chromium (Debian's package), or $KLOOP_CHROMIUM; no browser is downloaded.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DemoServer, startDemoServer } from '../../src/browser/serve.ts';
+import type { PageHook, RunRecord } from '../../src/browser/app.ts';
+import { fixturesDir, modelsDir, repoRoot } from '../helpers/paths.ts';
+
+const CHROMIUM = process.env.KLOOP_CHROMIUM ?? '/usr/bin/chromium';
+const TOKENS = 32;
+/** SwiftShader JIT-compiles the fused kernels on first use: tens of seconds on a small machine. */
+const STEP_TIMEOUT = 300_000;
+const SCREENSHOT = join(repoRoot, 'test-artifacts', 'browser-e2e.png');
+
+// Playwright adds --headless, --no-sandbox, --no-first-run, --disable-background-networking,
+// --disable-component-update, --disable-sync and the profile (--user-data-dir) itself.
+const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-quic'];
+
+interface Fixture {
+  prompt_tokens: number[];
+  tokens: number[];
+}
+
+declare global {
+  interface Window {
+    kloop: PageHook;
+  }
+}
+
+describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
+  let server: DemoServer;
+  let profile: string;
+  let context: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+  const consoleLines: string[] = [];
+  const t0 = performance.now();
+  const log = (s: string) => console.log(`[e2e ${((performance.now() - t0) / 1000).toFixed(1)} s] ${s}`);
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`${CHROMIUM} not found: install Debian's chromium package (or set KLOOP_CHROMIUM to a Chromium binary)`);
+    }
+    server = await startDemoServer({ port: 0, modelsDir });
+    log(`demo server on ${server.url} (models from ${server.modelsDir})`);
+    profile = await mkdtemp(join(tmpdir(), 'kloop-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1360, height: 1000 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => {
+      consoleLines.push(`${m.type()}: ${m.text()}`);
+      if (m.type() === 'error') log(`console error: ${m.text()}`);
+    });
+    log('chromium started');
+  });
+
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    if (profile) await rm(profile, { recursive: true, force: true });
+    await server?.close();
+  });
+
+  /** Clicks Generate with the current settings and waits for the run to finish. */
+  async function generate(mode: 'looped' | 'per-layer'): Promise<RunRecord> {
+    await page.selectOption('#mode', mode);
+    await page.fill('#max-tokens', String(TOKENS));
+    const before = await page.evaluate(() => window.kloop.runs.length);
+    const started = performance.now();
+    await page.click('#generate');
+    await page.waitForFunction((n) => window.kloop.runs.length > n && window.kloop.runs[n]!.done, before, { timeout: STEP_TIMEOUT, polling: 250 });
+    const run = await page.evaluate((n) => window.kloop.runs[n]!, before);
+    log(
+      `${mode}: ${run.tokens.length} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s ` +
+        `(kernel build ${run.buildSeconds.toFixed(1)} s, ${run.tokensPerSecond.toFixed(1)} tokens/s)${run.error ? `, error: ${run.error}` : ''}`,
+    );
+    expect(run.error).toBeUndefined();
+    return run;
+  }
+
+  it(
+    'streams the fixture tokens in the looped mode, and the same in the per-layer mode',
+    async () => {
+      const fixture = JSON.parse(await readFile(join(fixturesDir, 'stories260K', 'bos_only.json'), 'utf8')) as Fixture;
+      const expected = fixture.tokens.slice(fixture.prompt_tokens.length, fixture.prompt_tokens.length + TOKENS);
+
+      await page.goto(server.url);
+      await page.waitForFunction(() => document.body.dataset.ready === '1', undefined, { timeout: 60_000 });
+      const support = await page.evaluate(() => window.kloop.support!);
+      log(`adapter: ${JSON.stringify(support.adapter)}; problems: ${JSON.stringify(support.problems)}`);
+      expect(support.problems).toEqual([]);
+      expect(support.ok).toBe(true);
+      await expect.poll(() => page.textContent('#adapter-badge')).toMatch(/WebGPU/);
+
+      // The real controls: the served model list, Load, an empty prompt (BOS only), greedy.
+      const option = await page.$eval('#served', (sel) =>
+        [...(sel as HTMLSelectElement).options].find((o) => o.textContent!.startsWith('stories260K · llama2c'))?.value,
+      );
+      expect(option, 'stories260K (llama2.c) in the served list').toBeDefined();
+      await page.selectOption('#served', option!);
+      await page.click('#load');
+      await page.waitForFunction(() => document.body.dataset.model === 'stories260K', undefined, { timeout: 60_000 });
+      log('model loaded');
+      await page.fill('#prompt', '');
+      await page.fill('#temperature', '0');
+      await page.fill('#k', '8');
+      await page.setChecked('#stop-eos', false);
+
+      const looped = await generate('looped');
+      expect(looped.promptTokens).toEqual(fixture.prompt_tokens);
+      expect(looped.tokens).toEqual(expected);
+      expect(looped.stoppedAt).toBe('max-tokens');
+      expect((await page.textContent('#output .gen'))!.length).toBeGreaterThan(0);
+      expect(await page.textContent('#output .gen')).toBe(looped.text);
+      expect(await page.textContent('#ntok')).toBe(String(TOKENS));
+
+      const perLayer = await generate('per-layer');
+      expect(perLayer.tokens).toEqual(looped.tokens);
+
+      // The screenshot shows the per-layer run's text and rates.
+      await mkdir(join(repoRoot, 'test-artifacts'), { recursive: true });
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      log(`screenshot: ${SCREENSHOT}`);
+      expect(pageErrors).toEqual([]);
+    },
+    2 * STEP_TIMEOUT + 120_000,
+  );
+});
