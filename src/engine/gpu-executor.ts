@@ -28,6 +28,8 @@ export interface GpuOptions {
   groups?: number;
   /** Spin iterations before a barrier gives up (tests force tiny bounds). */
   spinBound?: number;
+  /** Poll budget of the occupancy leader in every step (default short; the probe polls long). */
+  pollSpins?: number;
   /** Fill activations with NaN before every step, so unwritten values show. */
   poison?: boolean;
   log?: (s: string) => void;
@@ -87,6 +89,7 @@ export class GpuExecutor implements Executor {
     const kernel: KernelOptions = {
       wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
       lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
+      tile: opts.kernel?.tile,
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
@@ -315,7 +318,7 @@ export class GpuExecutor implements Executor {
     u[5] = p.sampling.topK;
     f[6] = p.sampling.topP;
     u[7] = this.opts.spinBound ?? this.spinBound;
-    u[8] = p.pollSpins ?? (this.gpu.cpu ? 1 << 14 : 1 << 12); // poll budget of the occupancy leader
+    u[8] = p.pollSpins ?? this.opts.pollSpins ?? (this.gpu.cpu ? 1 << 14 : 1 << 12); // poll budget of the occupancy leader
     u[9] = p.maxGroups;
     this.device.queue.writeBuffer(this.buffers.step, 0, buf);
   }

@@ -15,6 +15,8 @@ export interface KernelOptions {
   wg: number;
   /** Invocations sharing one matvec row (power of two dividing wg). */
   lanes: number;
+  /** Input columns staged in workgroup memory per matvec pass (default: the widest input that fits). */
+  tile?: number;
 }
 
 export interface Layout {
@@ -53,7 +55,9 @@ export function makeLayout(c: ModelConfig, kernel: KernelOptions, context: numbe
   }
   const maxCols = Math.max(dim, qDim, hiddenDim);
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
-  const tile = Math.floor(Math.min(room, align(maxCols), 8192) / 64) * 64;
+  const fit = Math.floor(Math.min(room, align(maxCols), 8192) / 64) * 64;
+  const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
+  if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
 
   const ropeFloats = context * headDim; // (context, headDim/2, 2)
   const EMB_OFF = 0;
