@@ -59,7 +59,8 @@ export function formatReport(r: BenchReport, markdown = false): string {
     out.push(
       `device model: dispatch ${f(d.dispatchUs)} us, submit round trip ${f(d.roundTripUs)} us, grid barrier ${f(d.barrierUs)} us ` +
         `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
-        `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width)`,
+        `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width), ` +
+        `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op width) / ${f(d.stageMsPerToken.fused)} ms/token (fused width)`,
     );
     if (r.predicted) {
       out.push(
@@ -88,6 +89,7 @@ export function jsonReport(r: BenchReport): Record<string, unknown> {
     void _m;
     o.deviceModel = rest;
   }
+  o.copyBandwidthSpread = r.copyBandwidthSpread;
   o.adapter = r.adapter;
   o.date = r.date;
   o.tokens = r.tokens;

@@ -97,6 +97,8 @@ export interface DeviceModelReport {
   copyGBps: number;
   matvecGBps: number;
   fusedMatvecGBps: number;
+  /** Summed stage microbenchmark times of one token, ms (per-op width, fused width). */
+  stageMsPerToken: { perOp: number; fused: number };
   barrierWorkgroups: number;
   barrierParticipants: number;
   measurements: DeviceMeasurements;
@@ -165,7 +167,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const cfg = model.config;
   if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
   const gpu = o.device ?? (await acquireDevice(o.adapter, log));
-  const microSteps = o.predict ? 4 : 1;
+  const microSteps = o.predict ? 6 : 1;
   const peerCount = o.peers ? 2 : 0;
   const total = modes.length + microSteps + peerCount + repeat * (modes.length + peerCount);
   let done = 0;
@@ -192,7 +194,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     let dm: DeviceMeasurements | undefined;
     let copy: Measured;
     if (o.predict) {
-      dm = await measureDevice({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu }, { onStep: (s) => tick(s) });
+      dm = await measureDevice({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu }, { pos: (tokens - 1) / 2, onStep: (s) => tick(s) });
       copy = dm.copyBytesPerSecond;
     } else {
       copy = await copyOnly(gpu, layout, fusedGroups);
@@ -301,7 +303,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
 
     if (dm) {
-      const p: DeviceParameters = deviceParameters(gpu.name, dm);
+      const p: DeviceParameters = deviceParameters(gpu.name, dm, (executors[0]!.ex as GpuExecutor).schedule);
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
       report.predicted = executors.map(({ m, ex }) => {
         const g = ex as GpuExecutor;
@@ -324,6 +326,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         copyGBps: p.copyBytesPerSecond / GB,
         matvecGBps: p.matvecBytesPerSecond / GB,
         fusedMatvecGBps: p.fusedMatvecBytesPerSecond / GB,
+        stageMsPerToken: { perOp: p.kernelSeconds.perOp * 1e3, fused: p.kernelSeconds.fused * 1e3 },
         barrierWorkgroups: dm.barrierGroups,
         barrierParticipants: dm.barrierParticipants.median,
         measurements: dm,

@@ -12,7 +12,7 @@ import { modelsDir } from '../helpers/paths.ts';
 
 const P: DeviceParameters = {
   name: 'test', dispatchSeconds: 25e-6, roundTripSeconds: 150e-6, copyBytesPerSecond: 4e9, matvecBytesPerSecond: 3e9,
-  fusedMatvecBytesPerSecond: 2e9, barrierSeconds: 5e-6, discoverSeconds: 10e-6,
+  fusedMatvecBytesPerSecond: 2e9, barrierSeconds: 5e-6, discoverSeconds: 10e-6, kernelSeconds: { perOp: 1e-3, fused: 1.5e-3 },
 };
 const cfg = syntheticModel({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8, vocabSize: 512, seqLen: 512, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: true }).config;
 const schedule = buildSchedule(cfg);
@@ -36,6 +36,8 @@ describe('device model predictions', () => {
     expect(pr.secondsPerToken).toBeCloseTo(pr.kernelSeconds + pr.dispatchSeconds + pr.barrierSeconds + pr.roundTripSeconds, 12);
     expect(pr.dispatchSeconds).toBeCloseTo(8 * P.dispatchSeconds + 5 * P.discoverSeconds, 12);
     expect(pr.barrierSeconds).toBeCloseTo(20 * P.barrierSeconds, 12);
+    expect(pr.kernelSeconds).toBeCloseTo(P.kernelSeconds.fused, 12);
+    expect(predictMode(cfg, 't', P, modes[0]!, modeStructure(schedule, modes[0]!), 10).kernelSeconds).toBeCloseTo(P.kernelSeconds.perOp, 12);
   });
 
   it('is monotone in every cost and in K', () => {
@@ -43,8 +45,7 @@ describe('device model predictions', () => {
       const base = predict(P, m);
       expect(Number.isFinite(base) && base > 0).toBe(true);
       expect(predict({ ...P, roundTripSeconds: 2 * P.roundTripSeconds }, m)).toBeLessThan(base);
-      expect(predict({ ...P, matvecBytesPerSecond: 2 * P.matvecBytesPerSecond, fusedMatvecBytesPerSecond: 2 * P.fusedMatvecBytesPerSecond }, m)).toBeGreaterThan(base);
-      expect(predict(P, m, 400)).toBeLessThan(base);
+      expect(predict({ ...P, kernelSeconds: { perOp: 0.5e-3, fused: 0.75e-3 } }, m)).toBeGreaterThan(base);
       if (m.mode !== 'looped' || m.k === 1) expect(predict({ ...P, dispatchSeconds: 2 * P.dispatchSeconds }, m)).toBeLessThan(base);
       if (m.mode !== 'per-op') expect(predict({ ...P, barrierSeconds: 2 * P.barrierSeconds }, m)).toBeLessThan(base);
       else expect(predict({ ...P, barrierSeconds: 2 * P.barrierSeconds }, m)).toBe(base);
@@ -58,7 +59,7 @@ describe('device model predictions', () => {
   });
 
   it('orders the modes when boundaries dominate: per-op < per-layer < looped < looped:16', () => {
-    const same = { ...P, fusedMatvecBytesPerSecond: P.matvecBytesPerSecond };
+    const same = { ...P, kernelSeconds: { perOp: 1e-3, fused: 1e-3 } };
     const t = modes.map((m) => predict(same, m));
     expect(t[0]).toBeLessThan(t[1]!);
     expect(t[1]).toBeLessThan(t[2]!);
@@ -86,6 +87,10 @@ describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
         }
       }
       expect(m.barrierParticipants.max).toBeLessThanOrEqual(m.barrierGroups);
+      for (const [id, st] of Object.entries(m.stageSeconds)) {
+        expect(Number.isFinite(st.perOp.median) && st.perOp.median > 0, id).toBe(true);
+        expect(Number.isFinite(st.fused.median) && st.fused.median > 0, id).toBe(true);
+      }
     } finally {
       ex.destroy();
     }

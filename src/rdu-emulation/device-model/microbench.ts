@@ -7,6 +7,11 @@
  *   copy          a vec4 copy kernel over a 64 MiB buffer -> bytes read + written per second
  *   matvec        the engine's own gate_up stage (matvec role) streaming a model's stacked FFN
  *                 weights, all layers, in one dispatch -> weight bytes per second
+ *   stages        each of the engine's stage bodies (compose.ts stageFunctions: norms, matvecs,
+ *                 RoPE, attention at the run's mean position, sampling) called R times in a loop
+ *                 inside one dispatch at the fused width, and as R one-call dispatches at the
+ *                 per-op width (less the tiny-dispatch cost) -> seconds per call; their sum over
+ *                 a token is the kernel time the device model uses
  *   grid barrier  the engine's own occupancy discovery + grid_sync (sync.wgsl.ts), B barriers in
  *                 one dispatch over the fused kernels' workgroup count -> seconds per barrier,
  *                 and the discovery cost of one fused dispatch
@@ -18,7 +23,8 @@
 import { COMMON_WGSL } from '../../kernels-wgsl/common.wgsl.ts';
 import { SYNC_WGSL } from '../../kernels-wgsl/sync.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
-import { stageFunctions } from '../../engine/compose.ts';
+import { stageFunctions, stageItems } from '../../engine/compose.ts';
+import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import { KloopError } from '../../errors.ts';
 
@@ -27,6 +33,10 @@ export interface MicrobenchOptions {
   repeats?: number;
   /** Copy buffer size in bytes (default 64 MiB, capped by the adapter's binding limit). */
   copyBytes?: number;
+  /** Poll budget of the occupancy leader in the barrier benchmark (default: the executor's probe budget). */
+  pollSpins?: number;
+  /** Position the attention stage is timed at (the run's mean position); default 0. */
+  pos?: number;
   /** Called after each microbenchmark (progress). */
   onStep?: (name: string) => void;
 }
@@ -54,6 +64,8 @@ export interface DeviceMeasurements {
   barrierSeconds: Measured;
   /** Seconds occupancy discovery adds to a fused dispatch (over an empty dispatch). */
   discoverSeconds: Measured;
+  /** Seconds per call of each engine stage, at the per-op width and at the fused width. */
+  stageSeconds: Record<StageId, { perOp: Measured; fused: Measured }>;
   /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
@@ -164,6 +176,26 @@ function matvecWgsl(layout: Layout): string {
     storageBarrier(); workgroupBarrier();
   }
 }`,
+  ].join('\n');
+}
+
+/** Every stage body, each wrapped in an entry point that calls it step.n_tokens times. */
+function stagesWgsl(layout: Layout): string {
+  const fns = stageFunctions(layout);
+  const ids = Object.keys(STAGES) as StageId[];
+  return [
+    header(layout.consts),
+    COMMON_WGSL,
+    ...ids.map((id) => fns[id]),
+    ...ids.map(
+      (id) => /* wgsl */ `
+@compute @workgroup_size(WG) fn stage_${id}(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var i = 0u; i < step.n_tokens; i++) {
+    s_${id}(wid.x, nwg.x, lid, i % NLAYERS, 0u);
+    storageBarrier(); workgroupBarrier();
+  }
+}`,
+    ),
   ].join('\n');
 }
 
@@ -290,7 +322,10 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     });
     const groups = Math.max(1, t.fusedGroups);
     const spinBound = t.cpu ? 1 << 24 : 1 << 22;
-    const pollSpins = t.cpu ? 1 << 14 : 1 << 12;
+    // The executor's occupancy probe budget: long enough for every co-resident workgroup to join,
+    // so the figure is the cost of a barrier among `groups` workgroups (the executor's steps poll
+    // for less and may run with fewer; barrierParticipants reports how many joined here).
+    const pollSpins = opts.pollSpins ?? (t.cpu ? 1 << 20 : 1 << 14);
     const slot = layout.consts.C_SLOTS; // disp.slot = 0
     const barOnce = async (pipe: GPUComputePipeline, bg: GPUBindGroup, barriers: number): Promise<{ s: number; aborted: boolean; count: number }> => {
       const u = new Uint32Array(12);
@@ -365,6 +400,73 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const fusedMatvec = fusedWidth === items ? matvec : await mvRate(fusedWidth);
     step('matvec bandwidth');
 
+    // Stages: each body R times in one dispatch, (T(1 + R) - T(1)) / R, with R sized for ~30 ms.
+    const stModule = await compile(device, stagesWgsl(layout), 'stages');
+    const ro = { type: 'read-only-storage' as const };
+    const rw = { type: 'storage' as const };
+    const stBgl = device.createBindGroupLayout({
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        ...[2, 3, 4, 5].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: ro })),
+        ...[6, 7, 8].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: rw })),
+      ],
+    });
+    const stLayout = device.createPipelineLayout({ bindGroupLayouts: [stBgl] });
+    const sz = layout.sizes;
+    const fbuf = (floats: number) => buf(Math.max(256, Math.ceil((floats * 4) / 16) * 16));
+    const stStep = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const stDisp = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const stBufs = [stStep, stDisp, fbuf(sz.emb), fbuf(sz.attn), ffn, fbuf(sz.ffn2), fbuf(sz.kv), act, fbuf(sz.ctl)];
+    const stBg = device.createBindGroup({
+      layout: stBgl,
+      entries: stBufs.map((b, binding) => ({ binding, resource: { buffer: b, size: binding < 2 ? 48 : undefined } })),
+    });
+    const pos = Math.max(0, Math.min(layout.context - 1, Math.round(opts.pos ?? 0)));
+    const stOnce = (p: GPUComputePipeline, g: number, reps: number, dispatches = 1) => {
+      const u = new Uint32Array(12);
+      u[0] = pos;
+      u[1] = reps;
+      device.queue.writeBuffer(stStep, 0, u);
+      return timed(device, staging, small, (enc) => {
+        const pass = enc.beginComputePass();
+        pass.setPipeline(p);
+        for (let i = 0; i < dispatches; i++) {
+          pass.setBindGroup(0, stBg);
+          pass.dispatchWorkgroups(g);
+        }
+        pass.end();
+      });
+    };
+    // Fused width: the body R times inside one dispatch (workgroups stay resident, as in a
+    // fused kernel). Per-op width: R dispatches of one call each (every call pays the
+    // workgroups' start, as a per-op dispatch does), less the tiny-dispatch cost.
+    const perCall = async (p: GPUComputePipeline, g: number, asDispatches: boolean): Promise<Measured> => {
+      const run = (n: number) => (asDispatches ? stOnce(p, g, 1, n) : stOnce(p, g, n));
+      await run(2);
+      const est = Math.max(1e-7, ((await run(5)) - (await run(1))) / 4);
+      const reps = Math.max(2, Math.min(asDispatches ? 100 : 200, Math.round(0.03 / est)));
+      const xs: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const one = await run(1);
+        const many = await run(1 + reps);
+        xs.push(Math.max(1e-9, (many - one) / reps - (asDispatches ? dispatch.median : 0)));
+      }
+      return measured(xs);
+    };
+    const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
+    const maxG = device.limits.maxComputeWorkgroupsPerDimension;
+    for (const id of Object.keys(STAGES) as StageId[]) {
+      device.pushErrorScope('validation');
+      const p = device.createComputePipeline({ layout: stLayout, compute: { module: stModule, entryPoint: `stage_${id}` } });
+      const err = await device.popErrorScope();
+      if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
+      const opWidth = Math.min(stageItems(id, layout), maxG);
+      const fusedW = Math.min(opWidth, fusedWidth);
+      stageSeconds[id] = { perOp: await perCall(p, opWidth, true), fused: await perCall(p, fusedW, false) };
+    }
+    step('stages');
+
     return {
       dispatchSeconds: dispatch,
       roundTripSeconds: roundTrip,
@@ -373,6 +475,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       fusedMatvecBytesPerSecond: fusedMatvec,
       barrierSeconds: measured(bar),
       discoverSeconds: measured(disc),
+      stageSeconds,
       barrierGroups: groups,
       barrierParticipants: measured(counts),
     };

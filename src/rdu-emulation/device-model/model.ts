@@ -4,8 +4,12 @@
  *
  * Mapping onto the timing model (one device, no tensor parallelism):
  *   memBandwidthPerDevice   copy bandwidth (bytes read + written per second)
- *   inKernelMemEfficiency   matvec rate / copy rate: what the engine's kernels stream at (per-op:
- *                           a workgroup per row tile; fused: the discovered workgroups)
+ *   inKernelMemEfficiency   bytes per token / (copy rate x the summed stage times of one token):
+ *                           the share of the copy rate the engine's kernels reach on this adapter,
+ *                           from the stage microbenchmarks (per-op: a workgroup per work item;
+ *                           fused: the discovered workgroups). On CPU adapters the engine's kernels
+ *                           are far from streaming bound, so the measured stage times, not bytes /
+ *                           bandwidth, carry the kernel term.
  *   launchPerCall           seconds per dispatch (+ occupancy discovery for a fused dispatch)
  *   fillDrainPerBoundary    seconds per grid barrier
  *   hostPerStep             submit round trip / K (K tokens per submit)
@@ -16,6 +20,8 @@
  * so that
  *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K.
  */
+import type { StageId } from '../../engine/schedule.ts';
+import { kvBytes, weightBytesRead } from '../timing/flops.ts';
 import type { ModelConfig } from '../../loader/types.ts';
 import { type Schedule, dispatchesPerStep, loopLayers, planBarriers } from '../../engine/schedule.ts';
 import { predictDecode, type DecodePrediction } from '../timing/model.ts';
@@ -35,10 +41,34 @@ export interface DeviceParameters {
   fusedMatvecBytesPerSecond: number;
   barrierSeconds: number;
   discoverSeconds: number;
+  /** Summed stage times of one token (seconds) at the per-op and at the fused width. */
+  kernelSeconds: { perOp: number; fused: number };
 }
 
-export function deviceParameters(name: string, m: DeviceMeasurements): DeviceParameters {
+/** Stage calls of one token: each layer's stages once per layer, the rest once. */
+export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
+  const calls = new Map<StageId, number>();
+  for (const c of schedule.calls) {
+    const times = c.kind === 'loop' ? c.layers.length : 1;
+    for (const st of c.stages) calls.set(st, (calls.get(st) ?? 0) + times);
+  }
+  return calls;
+}
+
+/** Seconds the stages of one token take at each width, from the stage microbenchmarks. */
+export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements): { perOp: number; fused: number } {
+  let perOp = 0;
+  let fused = 0;
+  for (const [id, n] of stageCallsPerToken(schedule)) {
+    perOp += n * m.stageSeconds[id].perOp.median;
+    fused += n * m.stageSeconds[id].fused.median;
+  }
+  return { perOp, fused };
+}
+
+export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule): DeviceParameters {
   return {
+    kernelSeconds: stageKernelSeconds(schedule, m),
     name,
     dispatchSeconds: m.dispatchSeconds.median,
     roundTripSeconds: m.roundTripSeconds.median,
@@ -93,9 +123,13 @@ export function modeStructure(schedule: Schedule, m: ModeSpec, barriersPerToken?
   };
 }
 
-/** The adapter as a timing-model system (one device) for `mode`'s kernels. */
-export function deviceSystem(p: DeviceParameters, mode: ModeSpec['mode']): SystemSpec {
-  const rate = mode === 'per-op' ? p.matvecBytesPerSecond : p.fusedMatvecBytesPerSecond;
+/**
+ * The adapter as a timing-model system (one device) for `mode`'s kernels: the in-kernel
+ * efficiency is what makes bytesPerToken / (copy rate x efficiency) equal the measured stage time.
+ */
+export function deviceSystem(p: DeviceParameters, mode: ModeSpec['mode'], bytesPerToken: number): SystemSpec {
+  const kernel = mode === 'per-op' ? p.kernelSeconds.perOp : p.kernelSeconds.fused;
+  const rate = bytesPerToken / kernel;
   return {
     name: p.name,
     devices: 1,
@@ -166,10 +200,12 @@ export function predictMode(
   s: ModeStructure,
   meanContext: number,
 ): ModePrediction {
+  const shape = deviceShape(cfg, name);
+  const bytes = weightBytesRead(shape, 'embedding-row-only') + kvBytes(shape, meanContext);
   const timing = predictDecode(
-    deviceShape(cfg, name),
+    shape,
     { batch: 1, context: meanContext, outputTokens: 0 },
-    deviceSystem(p, m.mode),
+    deviceSystem(p, m.mode, bytes),
     deviceSync(p, s),
     deviceCallStructure(m, s),
     { weightRead: 'embedding-row-only' },
