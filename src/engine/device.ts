@@ -65,7 +65,7 @@ export async function listAdapterNames(): Promise<string[]> {
   return [];
 }
 
-const cpuName = (s: string): boolean => /llvmpipe|lavapipe|swiftshader/i.test(s);
+const cpuName = (s: string): boolean => /llvmpipe|lavapipe|swiftshader|software|fallback/i.test(s);
 function rank(name: string): number {
   if (!cpuName(name)) return 0;
   if (/llvmpipe|lavapipe/i.test(name)) return 1;
@@ -89,7 +89,7 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const requiredFeatures = (['shader-f16', 'timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = describe(adapter);
-  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(info.description), features, gpu };
+  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`), features, gpu };
 }
 
 /**
@@ -103,7 +103,10 @@ export async function acquireDevice(want?: string, log: (s: string) => void = (s
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) throw new KloopError('WebGPU: the browser offers no adapter');
     const d = describe(adapter);
-    return openDevice(gpu, adapter, d.description);
+    // Browsers may leave the description empty: name the adapter by what they do report.
+    const fallback = adapter.info.isFallbackAdapter;
+    const name = [d.vendor, d.architecture, d.description, fallback ? 'swiftshader (fallback)' : ''].join(' ');
+    return openDevice(gpu, adapter, name);
   }
   const d = await loadDawn();
   const names = await listAdapterNames();

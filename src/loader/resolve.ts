@@ -1,5 +1,6 @@
 /**
  * The default model (stories260K): $KLOOP_MODELS/stories260K/, else <repo>/weights/stories260K/,
+ * else ../shared/models/stories260K/ beside the checkout,
  * else downloaded from Hugging Face (karpathy/tinyllamas) into <repo>/weights/stories260K with
  * a progress bar on stderr and a sha256 check.
  */
@@ -39,6 +40,8 @@ export async function resolveDefaultModel(opts: ResolveOptions = {}): Promise<st
   if (env.KLOOP_MODELS) candidates.push(join(env.KLOOP_MODELS, DEFAULT_MODEL));
   const weightsDir = join(repoRoot, 'weights', DEFAULT_MODEL);
   candidates.push(weightsDir);
+  // A shared models folder beside the checkout (the layout the tests and CI use).
+  candidates.push(join(repoRoot, '..', 'shared', 'models', DEFAULT_MODEL));
   for (const dir of candidates) {
     if (await allFiles(dir)) return join(dir, DEFAULT_MODEL_FILES[0]!.name);
   }
