@@ -7,7 +7,7 @@
 import { basename, join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from './types.ts';
-import { BinaryFile, LIMITS, checkInt, fileError, need, parseJson, readSmallFile, validateConfig } from './util.ts';
+import { BinaryFile, LIMITS, checkInt, fileError, need, readJsonFile, validateConfig } from './util.ts';
 import { readSafeTensor, readSafetensorsHeader, type SafeTensorInfo } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
 import { unpermuteRows } from './permute.ts';
@@ -98,11 +98,11 @@ export function parseHFConfig(file: string, raw: unknown): ModelConfig {
 /** Load a Hugging Face model folder. */
 export async function loadHF(dir: string): Promise<LoadedModel> {
   const cfgPath = join(dir, 'config.json');
-  const config = parseHFConfig(cfgPath, parseJson(cfgPath, (await readSmallFile(cfgPath, 1 << 24)).toString('utf8')));
+  const config = parseHFConfig(cfgPath, await readJsonFile(cfgPath, 1 << 24));
 
   const tokPath = join(dir, 'tokenizer.json');
   if (!(await isFile(tokPath))) throw fileError(dir, 'missing tokenizer.json (a Hugging Face tokenizer.json is required)');
-  const tokJson = parseJson(tokPath, (await readSmallFile(tokPath, 1 << 28)).toString('utf8'));
+  const tokJson = await readJsonFile(tokPath, 1 << 28);
   need(tokJson && typeof tokJson === 'object' && !Array.isArray(tokJson), tokPath, 'not a JSON object');
   const tokenizer = new JsonTokenizer(tokJson as Record<string, unknown>, {
     source: tokPath,
@@ -169,7 +169,7 @@ async function openTensors(dir: string, files: BinaryFile[]): Promise<Map<string
   }
   const indexPath = join(dir, 'model.safetensors.index.json');
   if (!(await isFile(indexPath))) throw fileError(dir, 'no model.safetensors or model.safetensors.index.json');
-  const index = parseJson(indexPath, (await readSmallFile(indexPath, 1 << 26)).toString('utf8')) as { weight_map?: unknown };
+  const index = (await readJsonFile(indexPath, 1 << 26)) as { weight_map?: unknown };
   const map = index && typeof index === 'object' ? index.weight_map : undefined;
   need(map && typeof map === 'object' && !Array.isArray(map), indexPath, 'missing "weight_map"');
   const byShard = new Map<string, string[]>();

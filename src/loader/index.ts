@@ -9,7 +9,7 @@
 import { readdir, stat, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { LoadedModel, Tokenizer } from './types.ts';
-import { fileError, parseJson, readSmallFile } from './util.ts';
+import { fileError, readJsonFile } from './util.ts';
 import { loadLlama2c } from './llama2c.ts';
 import { JsonTokenizer } from './tokenizer.ts';
 import { loadGguf } from './gguf.ts';
@@ -76,7 +76,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
       const tokPath = opts.tokenizer ?? (await findLlama2cTokenizer(d.path));
       let tok: string | Tokenizer = tokPath;
       if (tokPath.toLowerCase().endsWith('.json')) {
-        const json = parseJson(tokPath, (await readSmallFile(tokPath)).toString('utf8'));
+        const json = await readJsonFile(tokPath, 1 << 30);
         tok = new JsonTokenizer(json as Record<string, unknown>, { source: tokPath, bosId: 1, eosId: 2 });
       }
       return loadLlama2c(d.path, tok);

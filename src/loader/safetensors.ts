@@ -3,7 +3,7 @@
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {...}}, then the data;
  * offsets are relative to the end of the header. Everything is checked against the file size.
  */
-import { BinaryFile, fileError, need } from './util.ts';
+import { BinaryFile, fileError, need, utf8Text } from './util.ts';
 
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
 
@@ -30,7 +30,7 @@ export async function readSafetensorsHeader(f: BinaryFile): Promise<Map<string, 
   const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
   need(n >= 2n && n <= 100_000_000n && 8n + n <= BigInt(f.size), path, `bad safetensors header length ${n} (file has ${f.size} bytes): truncated or not a safetensors file`);
   const headerLen = Number(n);
-  const text = new TextDecoder().decode(await f.bytes(8, headerLen, 'safetensors header'));
+  const text = utf8Text(path, await f.bytes(8, headerLen, 'safetensors header'), 'safetensors header');
   let header: unknown;
   try {
     header = JSON.parse(text);

@@ -44,6 +44,22 @@ export async function readSmallFile(path: string, maxBytes = 1 << 30): Promise<B
   }
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decode UTF-8 text, as a one-line KloopError naming `path` when the bytes are not valid UTF-8. */
+export function utf8Text(path: string, bytes: Uint8Array, what = 'file'): string {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    throw fileError(path, `${what} is not valid UTF-8 text`);
+  }
+}
+
+/** Read and parse a (small) JSON file: a KloopError when it is too large, not UTF-8 or broken. */
+export async function readJsonFile(path: string, maxBytes: number): Promise<unknown> {
+  return parseJson(path, utf8Text(path, await readSmallFile(path, maxBytes)));
+}
+
 /** Parse JSON text, as a one-line KloopError on failure. */
 export function parseJson(path: string, text: string): unknown {
   try {
