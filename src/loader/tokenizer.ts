@@ -267,6 +267,7 @@ export class JsonTokenizer implements Tokenizer {
       ...json,
     };
     need(Array.isArray(full.added_tokens), source, 'tokenizer.json "added_tokens" is not a list');
+    checkTokenIds(model.vocab, full.added_tokens, source);
     try {
       this.hf = new HFTokenizer(full, { clean_up_tokenization_spaces: false });
     } catch (e) {
@@ -386,6 +387,36 @@ export class JsonTokenizer implements Tokenizer {
 
 const EMPTY = new Uint8Array(0);
 const ENCODER = new TextEncoder();
+
+/**
+ * Check the ids of a tokenizer.json before @huggingface/tokenizers sees them: it stores pieces in
+ * an array indexed by id and walks it up to the largest id, so a negative, fractional or huge id
+ * would be dropped silently or cost minutes. Ids must be integers in [0, 2 * count + 1024).
+ */
+function checkTokenIds(vocab: unknown, added: unknown[], source: string): void {
+  const ids: [string, unknown][] = [];
+  if (Array.isArray(vocab)) {
+    // Unigram: [[piece, score], ...], the id is the position.
+    vocab.forEach((e, i) => {
+      need(Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number', source, `tokenizer.json vocab entry ${i} is not a [piece, score] pair`);
+    });
+  } else {
+    for (const [piece, id] of Object.entries(vocab as Record<string, unknown>)) ids.push([piece, id]);
+  }
+  added.forEach((t, i) => {
+    need(t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string', source, `tokenizer.json added_tokens[${i}] has no "content"`);
+    ids.push([(t as { content: string }).content, (t as { id?: unknown }).id]);
+  });
+  const count = ids.length + (Array.isArray(vocab) ? vocab.length : 0);
+  const max = Math.min(2 * count + 1024, 1 << 24);
+  for (const [piece, id] of ids) {
+    need(
+      typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < max,
+      source,
+      `bad token id ${JSON.stringify(id)} for ${JSON.stringify(piece)} (an integer in 0..${max - 1} expected for ${count} tokens)`,
+    );
+  }
+}
 
 /** The tokenizer of a sentencepiece vocabulary (llama2.c .bin, GGUF). */
 export function spmTokenizer(v: SpmVocab, source: string): JsonTokenizer {
