@@ -31,6 +31,8 @@ export interface GgufTensorInfo {
 export interface GgufHeader {
   version: number;
   metadata: Map<string, GgufValue>;
+  /** Element type of each array-valued metadata key. */
+  arrayTypes: Map<string, number>;
   tensors: Map<string, GgufTensorInfo>;
   alignment: number;
   dataOffset: number;
@@ -58,6 +60,10 @@ class Cursor {
     private readonly fileSize: number,
   ) {
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+  /** The u32 at the cursor, without moving it (undefined past the buffer). */
+  peekU32(): number | undefined {
+    return this.pos + 4 <= this.buf.length ? this.dv.getUint32(this.pos, true) : undefined;
   }
   get left(): number {
     return this.buf.length - this.pos;
@@ -161,10 +167,13 @@ export function parseGgufHeader(path: string, buf: Uint8Array, fileSize: number)
   need(nKv <= (fileSize - c.pos) / 12, path, `absurd metadata count ${nKv} for the file size (${fileSize} bytes): corrupt or truncated`);
   need(nTensors <= (fileSize - c.pos) / 24, path, `absurd tensor count ${nTensors} for the file size (${fileSize} bytes): corrupt or truncated`);
   const metadata = new Map<string, GgufValue>();
+  const arrayTypes = new Map<string, number>();
   for (let i = 0; i < nKv; i++) {
     const key = c.string(`metadata key ${i}`);
     const type = c.u32(`type of ${key}`);
+    const elemType = type === 9 ? c.peekU32() : undefined;
     metadata.set(key, c.value(type, key));
+    if (elemType !== undefined) arrayTypes.set(key, elemType);
   }
   const alignRaw = metadata.get('general.alignment') ?? 32;
   const alignment = typeof alignRaw === 'bigint' ? Number(alignRaw) : alignRaw;
@@ -200,7 +209,7 @@ export function parseGgufHeader(path: string, buf: Uint8Array, fileSize: number)
     need(offset + bytes <= fileSize, path, `tensor ${t.name} data (bytes ${offset}..${offset + bytes}) lies beyond the end of the file (${fileSize} bytes): truncated or corrupt`);
     tensors.set(t.name, { name: t.name, dims: t.dims, type: t.type, offset, count });
   }
-  return { version, metadata, tensors, alignment, dataOffset };
+  return { version, metadata, arrayTypes, tensors, alignment, dataOffset };
 }
 
 /** Read and parse the header of a GGUF file. */
@@ -288,7 +297,7 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
     };
     validateConfig(path, config);
 
-    const tokenizer = ggufTokenizer(path, md, config);
+    const tokenizer = ggufTokenizer(path, md, h.arrayTypes, config);
 
     const { nLayers, hiddenDim, nKvHeads } = config;
     const qDim = nHeads * headDim;
@@ -344,7 +353,7 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
   }
 }
 
-function ggufTokenizer(path: string, md: Map<string, GgufValue>, config: ModelConfig) {
+function ggufTokenizer(path: string, md: Map<string, GgufValue>, arrayTypes: Map<string, number>, config: ModelConfig) {
   const model = md.get('tokenizer.ggml.model');
   need(model !== undefined, path, 'missing metadata tokenizer.ggml.model (no tokenizer in the file)');
   need(model === 'llama', path, `unsupported tokenizer.ggml.model "${String(model)}" (only the sentencepiece "llama" tokenizer is supported)`);
@@ -354,6 +363,11 @@ function ggufTokenizer(path: string, md: Map<string, GgufValue>, config: ModelCo
   need(n >= 1 && n <= config.vocabSize, path, `tokenizer.ggml.tokens has ${n} tokens, the model ${config.vocabSize}`);
   const scoresRaw = md.get('tokenizer.ggml.scores');
   const typesRaw = md.get('tokenizer.ggml.token_type');
+  // The scores are floats and the token types integers; other element types mean a corrupt header.
+  const scoresType = arrayTypes.get('tokenizer.ggml.scores');
+  const typesType = arrayTypes.get('tokenizer.ggml.token_type');
+  need(scoresType === undefined || scoresType === 6 || scoresType === 12, path, `tokenizer.ggml.scores has element type ${scoresType} (float32 expected)`);
+  need(typesType === undefined || [0, 1, 2, 3, 4, 5, 10, 11].includes(typesType), path, `tokenizer.ggml.token_type has element type ${typesType} (int32 expected)`);
   need(Array.isArray(scoresRaw) && scoresRaw.length === n && scoresRaw.every((s) => typeof s === 'number' && Number.isFinite(s)), path, 'missing or bad tokenizer.ggml.scores');
   need(Array.isArray(typesRaw) && typesRaw.length === n && typesRaw.every((t) => typeof t === 'number'), path, 'missing or bad tokenizer.ggml.token_type');
   const id = (k: string, dflt: number | null): number | null => {
