@@ -58,7 +58,7 @@ export function formatReport(r: BenchReport, markdown = false): string {
     const d = r.deviceModel;
     out.push(
       `device model: dispatch ${f(d.dispatchUs)} us, submit round trip ${f(d.roundTripUs)} us, grid barrier ${f(d.barrierUs)} us ` +
-        `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
+        `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined; ${d.stepParticipants} join with the executor's step poll budget), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
         `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width), ` +
         `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op width) / ${f(d.stageMsPerToken.fused)} ms/token (fused width)`,
     );

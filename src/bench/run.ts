@@ -101,6 +101,8 @@ export interface DeviceModelReport {
   stageMsPerToken: { perOp: number; fused: number };
   barrierWorkgroups: number;
   barrierParticipants: number;
+  /** Median workgroups that join a fused dispatch with the executor's step poll budget. */
+  stepParticipants: number;
   measurements: DeviceMeasurements;
 }
 
@@ -329,6 +331,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         stageMsPerToken: { perOp: p.kernelSeconds.perOp * 1e3, fused: p.kernelSeconds.fused * 1e3 },
         barrierWorkgroups: dm.barrierGroups,
         barrierParticipants: dm.barrierParticipants.median,
+        stepParticipants: dm.stepParticipants.median,
         measurements: dm,
       };
     }

@@ -70,6 +70,8 @@ export interface DeviceMeasurements {
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
   barrierParticipants: Measured;
+  /** Workgroups that join with the poll budget of the executor's real steps (per run). */
+  stepParticipants: Measured;
 }
 
 export function median(xs: number[]): number {
@@ -327,11 +329,13 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     // for less and may run with fewer; barrierParticipants reports how many joined here).
     const pollSpins = opts.pollSpins ?? (t.cpu ? 1 << 20 : 1 << 14);
     const slot = layout.consts.C_SLOTS; // disp.slot = 0
-    const barOnce = async (pipe: GPUComputePipeline, bg: GPUBindGroup, barriers: number): Promise<{ s: number; aborted: boolean; count: number }> => {
+    // Discovery is timed with the poll budget of the executor's real steps.
+    const stepPollSpins = t.cpu ? 1 << 14 : 1 << 12;
+    const barOnce = async (pipe: GPUComputePipeline, bg: GPUBindGroup, barriers: number, poll = pollSpins): Promise<{ s: number; aborted: boolean; count: number }> => {
       const u = new Uint32Array(12);
       u[1] = barriers;
       u[7] = spinBound;
-      u[8] = pollSpins;
+      u[8] = poll;
       u[9] = groups;
       device.queue.writeBuffer(stepBuf, 0, u);
       const r = await timedRead(device, staging, ctl, (enc) => {
@@ -353,20 +357,23 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const bar: number[] = [];
     const disc: number[] = [];
     const counts: number[] = [];
+    const stepCounts: number[] = [];
     for (let i = 0; i < R; i++) {
       const empty = (await barOnce(emptyPipe, emptyBg, 1)).s;
-      const zero = await barOnce(barPipe, barBg, 0);
+      const base = await barOnce(barPipe, barBg, 0);
+      const zero = await barOnce(barPipe, barBg, 0, stepPollSpins);
       const many = await barOnce(barPipe, barBg, B);
       if (many.aborted) throw new KloopError(`grid barrier microbenchmark: a barrier timed out over ${groups} workgroups`);
       counts.push(many.count);
-      bar.push(Math.max(1e-9, (many.s - zero.s) / B));
+      stepCounts.push(Math.max(1, zero.count));
+      bar.push(Math.max(1e-9, (many.s - base.s) / B));
       disc.push(Math.max(1e-9, zero.s - empty));
     }
     step('grid barrier');
 
     // Matvec: the engine's gate_up stage over the model's stacked FFN weights, once with the
     // per-op dispatch width (one workgroup per row tile) and once with the workgroups a fused
-    // dispatch actually runs with (the discovered participants).
+    // dispatch actually runs with (those that join within the executor's step poll budget).
     const k2 = layout.consts;
     const mvModule = await compile(device, matvecWgsl(layout), 'matvec');
     const mvPipe = await pipeline(device, mvModule, 'stream');
@@ -396,7 +403,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       return measured(mv);
     };
     const matvec = await mvRate(items);
-    const fusedWidth = Math.max(1, Math.min(items, Math.round(median(counts))));
+    const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
     const fusedMatvec = fusedWidth === items ? matvec : await mvRate(fusedWidth);
     step('matvec bandwidth');
 
@@ -478,6 +485,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       stageSeconds,
       barrierGroups: groups,
       barrierParticipants: measured(counts),
+      stepParticipants: measured(stepCounts),
     };
   } finally {
     for (const b of created) b.destroy();
