@@ -6,13 +6,13 @@
  *              call (outer loop over layers n addressing w[n], kv[n]) and the epilogue.
  * Each stage's WGSL is written once; only the glue differs.
  */
-import { ATTENTION_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
-import { COMMON_WGSL } from '../kernels-wgsl/common.wgsl.ts';
+import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
+import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { EMBED_WGSL } from '../kernels-wgsl/embed.wgsl.ts';
 import { matvecItems, matvecWgsl } from '../kernels-wgsl/matvec.wgsl.ts';
 import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
 import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
-import { SAMPLE_WGSL } from '../kernels-wgsl/sample.wgsl.ts';
+import { sampleWgsl } from '../kernels-wgsl/sample.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
 import type { Layout } from './layout.ts';
 import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
@@ -38,7 +38,7 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
       base: 'layer * ATTN_STRIDE + WQKV_OFF', epilogue: `st(A_Q + r, a0${bias});`,
     }),
     rope_append: ROPE_APPEND_WGSL,
-    attention: ATTENTION_WGSL,
+    attention: layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
     wo_residual: matvecWgsl({
       ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', weights: 'w_attn',
       base: 'layer * ATTN_STRIDE + WO_OFF', epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
@@ -58,7 +58,7 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
       ...mv, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'A_XN', weights: 'w_emb',
       base: 'WCLS_OFF', epilogue: 'st(A_LOGITS + r, a0);',
     }),
-    sample: SAMPLE_WGSL,
+    sample: sampleWgsl(layout.kernel.style ?? 'gpu'),
   };
 }
 
@@ -75,23 +75,28 @@ export function stageItems(id: StageId, layout: Layout): number {
   return matvecItems(rows[id]!, lanes, wg);
 }
 
-function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean): string {
+function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = stageFunctions(layout);
-  return [header(layout), COMMON_WGSL, sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
 
 const ENTRY_ARGS =
   '@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32';
 
 const SYNC_OR_LEAVE = 'if (!grid_sync(lid)) { return; }';
-const LOCAL_ORDER = 'storageBarrier(); workgroupBarrier();';
+// Orders this workgroup's storage writes before the next stage's reads; each stage protects its
+// own workgroup-memory scratch with the barriers it needs.
+const LOCAL_ORDER = 'storageBarrier();';
 
-/** per-op: one entry point `op_<stage>` per stage; the dispatch's grid is the work split. */
+/**
+ * per-op: one entry point `op_<stage>` per stage; the dispatch's grid is the work split. Plain
+ * activations: consecutive dispatches are ordered by the dispatch boundary.
+ */
 export function perOpModule(layout: Layout, stages: StageId[]): string {
   const entries = [...new Set(stages)].map(
     (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) { s_${s}(wid.x, nwg.x, lid, disp.layer, 0u); }`,
   );
-  return module(layout, stages, entries.join('\n'), false);
+  return module(layout, stages, entries.join('\n'), false, 'plain');
 }
 
 /** Straight-line code of a stage sequence with the barriers `before` asks for. */
@@ -114,7 +119,7 @@ const NO_DISCOVER = `
   let n = nwg.x;`;
 
 /** per-layer: one entry point per call name, `call_<i>`; each is a whole call fused. */
-export function perLayerModule(layout: Layout, calls: Call[]): { code: string; entries: string[]; barriers: number[] } {
+export function perLayerModule(layout: Layout, calls: Call[], handoff: Handoff): { code: string; entries: string[]; barriers: number[] } {
   const bodies: string[] = [];
   const entries: string[] = [];
   const barriers: number[] = [];
@@ -138,7 +143,7 @@ export function perLayerModule(layout: Layout, calls: Call[]): { code: string; e
     barriers.push(count);
   }
   const stages = calls.flatMap((c) => c.stages);
-  return { code: module(layout, stages, bodies.join('\n'), true), entries, barriers };
+  return { code: module(layout, stages, bodies.join('\n'), true, handoff), entries, barriers };
 }
 
 /**
@@ -187,7 +192,9 @@ const cond = (x: { first: boolean; later: boolean }, v: string): boolean | strin
  * looped call (for n in layers: the layer's stages on w[n], kv[n]) and the epilogue; the token
  * sampled on the device feeds the next iteration's embedding.
  */
-export function loopedModule(layout: Layout, prologue: StageId[], loop: Extract<Call, { kind: 'loop' }>, epilogue: StageId[]): {
+export function loopedModule(
+  layout: Layout, prologue: StageId[], loop: Extract<Call, { kind: 'loop' }>, epilogue: StageId[], handoff: Handoff,
+): {
   code: string;
   barriersPerToken: number;
 } {
@@ -204,5 +211,8 @@ ${sequence(loop.stages, plan.body.map((x) => cond(x, `(layer - ${first}u)`)), 'l
 ${sequence(epilogue, plan.epilogue, '0u', 'j')}
   }
 }`;
-  return { code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, true), barriersPerToken: plan.perToken(loop.layers.length) };
+  return {
+    code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, true, handoff),
+    barriersPerToken: plan.perToken(loop.layers.length),
+  };
 }

@@ -77,6 +77,8 @@ export class GpuExecutor implements Executor {
   private perOp?: Dispatch[];
   private fused?: Dispatch[];
   private barriersPerToken = 0;
+  /** Workgroups that took part in the last fused dispatch (occupancy discovery's count). */
+  lastDiscovered = 0;
   private readonly spinBound: number;
 
   private constructor(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions) {
@@ -90,6 +92,7 @@ export class GpuExecutor implements Executor {
       wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
       lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
       tile: opts.kernel?.tile,
+      style: opts.kernel?.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
@@ -254,30 +257,64 @@ export class GpuExecutor implements Executor {
       await this.buildPerOp();
       return;
     }
-    let groups: number;
+    // Workgroups of a fused dispatch: given, or one on CPU adapters (their invocations are SIMD
+    // lanes of one thread: a second workgroup costs spin barriers and atomic hand-offs, which
+    // are slow there), or discovered on GPUs. Several workgroups hand activations over through
+    // atomics; a single one keeps them plain.
+    let groups = this.opts.groups;
+    if (groups !== undefined && (!Number.isInteger(groups) || groups < 1)) {
+      throw new KloopError(`--groups ${groups}: must be a positive integer`);
+    }
+    groups ??= this.gpu.cpu ? 1 : undefined;
+    let fused = await this.compileFused(groups === 1 ? 'plain' : 'atomic');
+    if (groups === undefined) {
+      groups = await this.occupancy(fused.probe.pipeline, fused.probe.entry, fused.widest);
+      if (groups === 1) fused = await this.compileFused('plain');
+    }
+    this.fused = fused.dispatches(groups);
+    this.barriersPerToken = fused.barriersPerToken;
+    this.stats.workgroups = groups;
+  }
+
+  /** Compiles the fused kernel shape of this mode with the given activation hand-off. */
+  private async compileFused(handoff: 'atomic' | 'plain'): Promise<{
+    dispatches: (groups: number) => Dispatch[];
+    probe: { pipeline: GPUComputePipeline; entry: number };
+    widest: number;
+    barriersPerToken: number;
+  }> {
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (this.mode === 'per-layer') {
-      const { code, entries, barriers } = perLayerModule(this.layout, this.schedule.calls);
+      const calls = this.schedule.calls;
+      const { code, entries, barriers } = perLayerModule(this.layout, calls, handoff);
       const module = await this.compile(code, 'per-layer');
       const pipes = new Map<string, GPUComputePipeline>();
       for (const e of new Set(entries)) pipes.set(e, await this.pipeline(module, e));
-      const layerCall = this.schedule.calls.findIndex((c) => c.kind === 'layer');
-      groups = await this.occupancy(pipes.get(entries[layerCall])!, layerCall, this.widest(this.schedule.calls[layerCall].stages));
-      this.fused = this.schedule.calls.map((call, i) => ({
-        pipeline: pipes.get(entries[i])!,
-        entry: i,
-        groups: barriers[i] > 0 ? groups : Math.min(this.widest(call.stages), this.device.limits.maxComputeWorkgroupsPerDimension),
-      }));
-      this.barriersPerToken = barriers.reduce((a, b) => a + b, 0);
-    } else {
-      const parts = this.loopedParts();
-      const { code, barriersPerToken } = loopedModule(this.layout, parts.prologue, parts.loop, parts.epilogue);
-      const module = await this.compile(code, 'looped');
-      const pipe = await this.pipeline(module, 'step_looped');
-      groups = await this.occupancy(pipe, 0, this.widest([...parts.prologue, ...parts.loop.stages, ...parts.epilogue]));
-      this.fused = [{ pipeline: pipe, entry: 0, groups }];
-      this.barriersPerToken = barriersPerToken;
+      const layerCall = calls.findIndex((c) => c.kind === 'layer');
+      return {
+        // Calls without a barrier need no co-residency: with atomic hand-off they take as many
+        // workgroups as they have work; with plain hand-off (one workgroup) they take one.
+        dispatches: (groups) =>
+          calls.map((call, i) => ({
+            pipeline: pipes.get(entries[i])!,
+            entry: i,
+            groups: barriers[i] > 0 || handoff === 'plain' ? groups : Math.min(this.widest(call.stages), maxGroups),
+          })),
+        probe: { pipeline: pipes.get(entries[layerCall])!, entry: layerCall },
+        widest: this.widest(calls[layerCall].stages),
+        barriersPerToken: barriers.reduce((a, b) => a + b, 0),
+      };
     }
-    this.stats.workgroups = groups;
+    const parts = this.loopedParts();
+    const { code, barriersPerToken } = loopedModule(this.layout, parts.prologue, parts.loop, parts.epilogue, handoff);
+    const module = await this.compile(code, 'looped');
+    const pipeline = await this.pipeline(module, 'step_looped');
+    return {
+      dispatches: (groups) => [{ pipeline, entry: 0, groups }],
+      probe: { pipeline, entry: 0 },
+      widest: this.widest([...parts.prologue, ...parts.loop.stages, ...parts.epilogue]),
+      barriersPerToken,
+    };
   }
 
   /**
@@ -286,10 +323,6 @@ export class GpuExecutor implements Executor {
    * widest stage's work. Cached per adapter and kernel.
    */
   private async occupancy(pipeline: GPUComputePipeline, entry: number, widest: number): Promise<number> {
-    if (this.opts.groups !== undefined) {
-      if (!Number.isInteger(this.opts.groups) || this.opts.groups < 1) throw new KloopError(`--groups ${this.opts.groups}: must be a positive integer`);
-      return this.opts.groups;
-    }
     const key = `${this.gpu.name}|${this.mode}|${JSON.stringify(this.layout.consts)}`;
     const cached = occupancyCache.get(key);
     if (cached) return Math.min(cached, widest);
@@ -389,6 +422,7 @@ export class GpuExecutor implements Executor {
         { pos, nTokens: n, forced, inputs, sampling, maxGroups: this.stats.workgroups, slot: this.mode === 'looped' ? 0 : this.firstLayerEntry() },
         wantLogits,
       );
+      this.lastDiscovered = r.count;
       if (!r.aborted) return r;
       this.stats.fallbacks += 1;
       this.stats.dispatches -= fused.length;

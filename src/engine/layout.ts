@@ -17,6 +17,11 @@ export interface KernelOptions {
   lanes: number;
   /** Input columns staged in workgroup memory per matvec pass (default: the widest input that fits). */
   tile?: number;
+  /**
+   * 'gpu': tree reductions and parallel attention; 'cpu': barrier-light forms for CPU adapters,
+   * where invocations are SIMD lanes of one thread and every barrier is a context switch.
+   */
+  style?: 'cpu' | 'gpu';
 }
 
 export interface Layout {

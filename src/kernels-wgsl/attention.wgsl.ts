@@ -1,9 +1,9 @@
 /**
- * Stage `attention` (one KV head per work item, its GROUP query heads in turn):
+ * Stage `attention`, parallel form (GPUs) (one KV head per work item, its GROUP query heads in turn):
  * scores = q·K[0..pos]/sqrt(HD), softmax, att = scores·V. Scores stay in workgroup memory.
  * Output lanes: DW head dimensions x PG position groups, reduced through `red`.
  */
-export const ATTENTION_WGSL = /* wgsl */ `
+export const ATTENTION_PARALLEL_WGSL = /* wgsl */ `
 fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let pos = step.pos + j;
   let len = pos + 1u;
@@ -51,6 +51,45 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
           st(A_ATT + qh * HD + d, s2 / total);
         }
       }
+    }
+  }
+}
+`;
+
+/**
+ * Stage `attention`, serial form (CPU adapters): one invocation per query head walks the
+ * positions once with an online softmax (running max and sum, rescaling the accumulator), so
+ * the stage has no barrier at all. Same work split (one KV head per work item) as the parallel form.
+ */
+export const ATTENTION_SERIAL_WGSL = /* wgsl */ `
+fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  let pos = step.pos + j;
+  let len = pos + 1u;
+  let kbase = (layer * 2u) * SEQ * KVD;
+  let vbase = (layer * 2u + 1u) * SEQ * KVD;
+  let scale = 1.0 / sqrt(f32(HD));
+  for (var h = t; h < NKV; h += n) {
+    for (var g = lid; g < GROUP; g += WG) {
+      let qh = h * GROUP + g;
+      var q: array<f32, HD>;
+      var acc: array<f32, HD>;
+      for (var d = 0u; d < HD; d++) { q[d] = ld(A_Q + qh * HD + d); acc[d] = 0.0; }
+      var m = -3.402823e38;
+      var sum = 0.0;
+      for (var p = 0u; p < len; p++) {
+        let kb = kbase + p * KVD + h * HD;
+        var s = 0.0;
+        for (var d = 0u; d < HD; d++) { s = s + q[d] * kv[kb + d]; }
+        s = s * scale;
+        let mn = max(m, s);
+        let corr = exp(m - mn);
+        let e = exp(s - mn);
+        sum = sum * corr + e;
+        let vb = vbase + p * KVD + h * HD;
+        for (var d = 0u; d < HD; d++) { acc[d] = acc[d] * corr + e * kv[vb + d]; }
+        m = mn;
+      }
+      for (var d = 0u; d < HD; d++) { st(A_ATT + qh * HD + d, acc[d] / sum); }
     }
   }
 }

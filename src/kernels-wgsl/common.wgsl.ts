@@ -1,12 +1,27 @@
 /**
  * Shared declarations of every kloop kernel: bindings, the step parameters, activation access.
  *
- * Cross-workgroup data (the `act` buffer) is kept in atomics holding bitcast f32: WGSL atomics
- * are relaxed, and data handed from one workgroup to another inside a dispatch is only
- * guaranteed visible through atomics. Weights are read-only; the KV cache is written and read
- * by the same workgroup inside a dispatch (its KV head's owner), so plain f32 suffices.
+ * Activations (the `act` buffer) are read and written only through ld()/st(). When several
+ * workgroups of one dispatch hand activations to each other ('atomic' handoff), they are kept in
+ * atomics holding bitcast f32: WGSL atomics are relaxed, and data handed from one workgroup to
+ * another inside a dispatch is only guaranteed visible through atomics. When no activation
+ * crosses workgroups inside a dispatch ('plain': per-op kernels, whose dispatch boundaries order
+ * everything, and fused kernels run by a single workgroup), plain f32 is used: atomics cost
+ * microseconds each on CPU adapters. Weights are read-only; the KV cache is written and read by
+ * the same workgroup inside a dispatch (its KV head's owner), so plain f32 suffices there.
  */
-export const COMMON_WGSL = /* wgsl */ `
+export type Handoff = 'atomic' | 'plain';
+
+const ACT_ATOMIC = `
+@group(0) @binding(7) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
+fn ld(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&act[i])); }
+fn st(i: u32, v: f32) { atomicStore(&act[i], bitcast<u32>(v)); }`;
+
+const ACT_PLAIN = `
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+fn ld(i: u32) -> f32 { return act[i]; }
+fn st(i: u32, v: f32) { act[i] = v; }`;
+export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic'): string => /* wgsl */ `
 struct Step {
   pos: u32,          // position of the first token of this dispatch
   n_tokens: u32,     // tokens decoded by this dispatch (K)
@@ -33,7 +48,7 @@ struct Dispatch {
 @group(0) @binding(4) var<storage, read> w_ffn13: array<f32>;  // (layer) rms_ffn | w1 | w3
 @group(0) @binding(5) var<storage, read> w_ffn2: array<f32>;   // (layer) w2
 @group(0) @binding(6) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
-@group(0) @binding(7) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
+${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
 @group(0) @binding(8) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
 
 var<workgroup> xs: array<f32, TILE>;     // input vector tile of a matvec
@@ -42,40 +57,44 @@ var<workgroup> redi: array<u32, WG>;     // index reductions (argmax)
 var<workgroup> scores: array<f32, SEQ>;  // attention scores of one head
 var<workgroup> qs: array<f32, HD>;       // one query head
 
-fn ld(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&act[i])); }
-fn st(i: u32, v: f32) { atomicStore(&act[i], bitcast<u32>(v)); }
 
-// Sum of v over the workgroup (WG is a power of two); every invocation gets the result.
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  workgroupBarrier();
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&red[0]);
-}
-
-fn wg_max(v: f32, lid: u32) -> f32 {
-  workgroupBarrier();
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&red[0]);
-}
-
-fn wg_sum_u(v: u32, lid: u32) -> u32 {
-  workgroupBarrier();
-  redi[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { redi[lid] = redi[lid] + redi[lid + s]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&redi[0]);
-}
+${reductions(style)}
 `;
+
+/**
+ * Workgroup reductions. 'gpu': a tree (log2(WG) barriers, every invocation busy). 'cpu': each
+ * invocation writes its partial and then sums all WG partials itself (two barriers): CPU
+ * adapters run invocations as SIMD lanes of one thread, where a barrier costs microseconds.
+ */
+function reductions(style: 'cpu' | 'gpu'): string {
+  const op = (name: string, t: string, arr: string, combine: (a: string, b: string) => string) =>
+    style === 'gpu'
+      ? `
+fn ${name}(v: ${t}, lid: u32) -> ${t} {
+  workgroupBarrier();
+  ${arr}[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { ${arr}[lid] = ${combine(`${arr}[lid]`, `${arr}[lid + s]`)}; }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&${arr}[0]);
+}`
+      : `
+fn ${name}(v: ${t}, lid: u32) -> ${t} {
+  workgroupBarrier();
+  ${arr}[lid] = v;
+  workgroupBarrier();
+  var r = ${arr}[0];
+  for (var k = 1u; k < WG; k++) { r = ${combine('r', `${arr}[k]`)}; }
+  return r;
+}`;
+  return [
+    op('wg_sum', 'f32', 'red', (a, b) => `${a} + ${b}`),
+    op('wg_max', 'f32', 'red', (a, b) => `max(${a}, ${b})`),
+    op('wg_sum_u', 'u32', 'redi', (a, b) => `${a} + ${b}`),
+  ].join('\n');
+}
+
+/** The GPU-style declarations (tree reductions), for tools that compose their own kernels. */
+export const COMMON_WGSL = commonWgsl('gpu');

@@ -5,9 +5,24 @@
  * float ordering, then one uniform draw per position from a PCG hash of (seed, pos).
  * The token is written to tokens[j + 1] unless that slot holds a given (prompt) token.
  */
-export const SAMPLE_WGSL = /* wgsl */ `
-var<workgroup> pick: u32;
+const ARGMAX_TREE = `
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+      if (lid < s) {
+        let ov = red[lid + s];
+        let oi = redi[lid + s];
+        if (ov > red[lid] || (ov == red[lid] && oi < redi[lid])) { red[lid] = ov; redi[lid] = oi; }
+      }
+      workgroupBarrier();
+    }
+    tok = redi[0];`;
+const ARGMAX_FLAT = `
+    var best = red[0];
+    tok = redi[0];
+    for (var k = 1u; k < WG; k++) {
+      if (red[k] > best || (red[k] == best && redi[k] < tok)) { best = red[k]; tok = redi[k]; }
+    }`;
 
+export const sampleWgsl = (style: 'cpu' | 'gpu'): string => /* wgsl */ `
 fn key_of(v: f32) -> u32 {
   let b = bitcast<u32>(v);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
@@ -45,6 +60,7 @@ fn weight_of(i: u32, kmin: u32, mx: f32) -> f32 {
 }
 
 fn s_sample(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  var tok = 0u;
   if (step.temperature == 0.0) {
     var bv = -3.402823e38;
     var bi = 0xffffffffu;
@@ -56,15 +72,7 @@ fn s_sample(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
     red[lid] = bv;
     redi[lid] = bi;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-      if (lid < s) {
-        let ov = red[lid + s];
-        let oi = redi[lid + s];
-        if (ov > red[lid] || (ov == red[lid] && oi < redi[lid])) { red[lid] = ov; redi[lid] = oi; }
-      }
-      workgroupBarrier();
-    }
-    if (lid == 0u) { pick = redi[0]; }
+    ${style === 'gpu' ? ARGMAX_TREE : ARGMAX_FLAT}
   } else {
     var m = -3.402823e38;
     for (var i = lid; i < VOCAB; i += WG) { m = max(m, ld(A_LOGITS + i)); }
@@ -122,10 +130,9 @@ fn s_sample(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
           }
         }
       }
-      pick = select(found, last, found == 0xffffffffu);
+      tok = select(found, last, found == 0xffffffffu);
     }
   }
-  let tok = workgroupUniformLoad(&pick);
   if (lid == 0u && j + 1u >= step.forced) { atomicStore(&ctl[C_TOKENS + j + 1u], tok); }
 }
 `;
