@@ -270,6 +270,8 @@ export class JsonTokenizer implements Tokenizer {
     checkTokenIds(model.vocab, full.added_tokens, source);
     try {
       this.hf = new HFTokenizer(full, { clean_up_tokenization_spaces: false });
+      // Some broken parts (a post_processor template that is not a list...) only fail when used.
+      this.hf.encode('a', { add_special_tokens: false });
     } catch (e) {
       throw fileError(source, `unsupported or broken tokenizer.json (${(e as Error).message})`);
     }
@@ -315,7 +317,7 @@ export class JsonTokenizer implements Tokenizer {
     const bos = (options?.bos ?? true) && this.addBos && this.bosId !== null;
     const ids: number[] = bos ? [this.bosId!] : [];
     if (text === '') return ids;
-    const enc = this.hf.encode(text, { add_special_tokens: false });
+    const enc = this.lib('encode', () => this.hf.encode(text, { add_special_tokens: false }));
     for (const id of enc.ids) {
       if (typeof id !== 'number') throw new KloopError(`${this.source}: the text holds characters this tokenizer cannot encode (no <unk> token)`);
       ids.push(id);
@@ -326,7 +328,17 @@ export class JsonTokenizer implements Tokenizer {
   decode(ids: number[]): string {
     const keep = ids.filter((id) => this.pieceOf[id] !== undefined && !this.special.has(id));
     if (keep.length === 0) return '';
-    return this.hf.decode(keep, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return this.lib('decode', () => this.hf.decode(keep, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
+  }
+
+  /** Run a @huggingface/tokenizers call; its exceptions become one-line KloopErrors naming the file. */
+  private lib<T>(what: string, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof KloopError) throw e;
+      throw fileError(this.source, `tokenizer.json cannot ${what} (${(e as Error).message})`);
+    }
   }
 
   decodeStep(prev: number, id: number): string {
