@@ -316,6 +316,11 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
       );
       return f.tensor(t.offset, t.count, ty.name, name);
     };
+    // Tensors of layers past block_count mean the count or the tensor table is corrupt.
+    for (const name of h.tensors.keys()) {
+      const m = /^blk\.(\d+)\./.exec(name);
+      need(!m || Number(m[1]) < nLayers, path, `tensor ${name} belongs to layer ${m?.[1]} but ${arch}.block_count is ${nLayers}`);
+    }
     const tokEmb = await load('token_embd.weight', [dim, vocabSize]);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < nLayers; l++) {

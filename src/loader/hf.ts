@@ -127,6 +127,11 @@ export async function loadHF(dir: string): Promise<LoadedModel> {
     const { dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize } = config;
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;
+    // Tensors of layers past num_hidden_layers mean config.json does not match the weights.
+    for (const name of tensors.keys()) {
+      const m = /^model\.layers\.(\d+)\./.exec(name);
+      need(!m || Number(m[1]) < nLayers, cfgPath, `num_hidden_layers is ${nLayers} but the weights hold tensor ${name}`);
+    }
     const tokEmb = await get('model.embed_tokens.weight', [vocabSize, dim]);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < nLayers; l++) {
