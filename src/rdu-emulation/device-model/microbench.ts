@@ -20,7 +20,7 @@
  * driver's shader compilation out of the figure). Times are host wall clock around submit and
  * completion, like the executor's.
  */
-import { COMMON_WGSL } from '../../kernels-wgsl/common.wgsl.ts';
+import { type Handoff, commonWgsl } from '../../kernels-wgsl/common.wgsl.ts';
 import { SYNC_WGSL } from '../../kernels-wgsl/sync.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
 import { stageFunctions, stageItems } from '../../engine/compose.ts';
@@ -148,7 +148,7 @@ const COPY_WGSL = /* wgsl */ `
 function barrierWgsl(layout: Layout): string {
   return [
     header(layout.consts),
-    COMMON_WGSL,
+    commonWgsl(layout.kernel.style ?? 'gpu', 'atomic'),
     SYNC_WGSL,
     /* wgsl */ `
 @compute @workgroup_size(WG) fn barriers(@builtin(local_invocation_index) lid: u32) {
@@ -165,11 +165,11 @@ function barrierWgsl(layout: Layout): string {
 }
 
 /** The matvec microbenchmark kernel: the engine's gate_up stage over every layer in turn. */
-function matvecWgsl(layout: Layout): string {
+function matvecWgsl(layout: Layout, handoff: Handoff): string {
   const fns = stageFunctions(layout);
   return [
     header(layout.consts),
-    COMMON_WGSL,
+    commonWgsl(layout.kernel.style ?? 'gpu', handoff),
     fns.gate_up,
     /* wgsl */ `
 @compute @workgroup_size(WG) fn stream(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -182,12 +182,12 @@ function matvecWgsl(layout: Layout): string {
 }
 
 /** Every stage body, each wrapped in an entry point that calls it step.n_tokens times. */
-function stagesWgsl(layout: Layout): string {
+function stagesWgsl(layout: Layout, handoff: Handoff): string {
   const fns = stageFunctions(layout);
   const ids = Object.keys(STAGES) as StageId[];
   return [
     header(layout.consts),
-    COMMON_WGSL,
+    commonWgsl(layout.kernel.style ?? 'gpu', handoff),
     ...ids.map((id) => fns[id]),
     ...ids.map(
       (id) => /* wgsl */ `
@@ -375,40 +375,56 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     // per-op dispatch width (one workgroup per row tile) and once with the workgroups a fused
     // dispatch actually runs with (those that join within the executor's step poll budget).
     const k2 = layout.consts;
-    const mvModule = await compile(device, matvecWgsl(layout), 'matvec');
-    const mvPipe = await pipeline(device, mvModule, 'stream');
+    // Activations are plain f32 where none crosses workgroups inside a dispatch (per-op kernels,
+    // single-workgroup fused kernels) and atomics otherwise, as the executor composes them.
     const ffn = buf(Math.ceil((layout.sizes.ffn13 * 4) / 16) * 16);
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
-    const mvBg = device.createBindGroup({
-      layout: mvPipe.getBindGroupLayout(0),
-      entries: [{ binding: 4, resource: { buffer: ffn } }, { binding: 7, resource: { buffer: act } }],
-    });
     const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension);
-    const mvOnce = (g: number) =>
-      timed(device, staging, small, (enc) => {
-        const pass = enc.beginComputePass();
-        pass.setPipeline(mvPipe);
-        pass.setBindGroup(0, mvBg);
-        pass.dispatchWorkgroups(g);
-        pass.end();
-      });
+    const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
+    const fusedHandoff: Handoff = fusedWidth === 1 ? 'plain' : 'atomic';
+    const mvPipes = new Map<Handoff, { pipe: GPUComputePipeline; bg: GPUBindGroup }>();
+    const mvPipe = async (h: Handoff) => {
+      let e = mvPipes.get(h);
+      if (!e) {
+        const pipe = await pipeline(device, await compile(device, matvecWgsl(layout, h), 'matvec'), 'stream');
+        const bg = device.createBindGroup({
+          layout: pipe.getBindGroupLayout(0),
+          entries: [{ binding: 4, resource: { buffer: ffn } }, { binding: 7, resource: { buffer: act } }],
+        });
+        mvPipes.set(h, (e = { pipe, bg }));
+      }
+      return e;
+    };
     const mvBytes = 2 * k2.HIDDEN * k2.DIM * 4 * k2.NLAYERS;
-    const mvRate = async (g: number): Promise<Measured> => {
-      await mvOnce(g);
+    const mvRate = async (g: number, h: Handoff): Promise<Measured> => {
+      const { pipe, bg } = await mvPipe(h);
+      const mvOnce = () =>
+        timed(device, staging, small, (enc) => {
+          const pass = enc.beginComputePass();
+          pass.setPipeline(pipe);
+          pass.setBindGroup(0, bg);
+          pass.dispatchWorkgroups(g);
+          pass.end();
+        });
+      await mvOnce();
       const mv: number[] = [];
       for (let i = 0; i < R; i++) {
-        const s = await mvOnce(g);
+        const s = await mvOnce();
         mv.push(mvBytes / Math.max(1e-9, s - roundTrip.median - dispatch.median));
       }
       return measured(mv);
     };
-    const matvec = await mvRate(items);
-    const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
-    const fusedMatvec = fusedWidth === items ? matvec : await mvRate(fusedWidth);
+    const matvec = await mvRate(items, 'plain');
+    const fusedMatvec = fusedWidth === items && fusedHandoff === 'plain' ? matvec : await mvRate(fusedWidth, fusedHandoff);
     step('matvec bandwidth');
 
     // Stages: each body R times in one dispatch, (T(1 + R) - T(1)) / R, with R sized for ~30 ms.
-    const stModule = await compile(device, stagesWgsl(layout), 'stages');
+    const stModules = new Map<Handoff, GPUShaderModule>();
+    const stModule = async (h: Handoff): Promise<GPUShaderModule> => {
+      let m = stModules.get(h);
+      if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h), 'stages')));
+      return m;
+    };
     const ro = { type: 'read-only-storage' as const };
     const rw = { type: 'storage' as const };
     const stBgl = device.createBindGroupLayout({
@@ -464,13 +480,17 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
     const maxG = device.limits.maxComputeWorkgroupsPerDimension;
     for (const id of Object.keys(STAGES) as StageId[]) {
-      device.pushErrorScope('validation');
-      const p = device.createComputePipeline({ layout: stLayout, compute: { module: stModule, entryPoint: `stage_${id}` } });
-      const err = await device.popErrorScope();
-      if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
+      const pipe = async (h: Handoff): Promise<GPUComputePipeline> => {
+        device.pushErrorScope('validation');
+        const p = device.createComputePipeline({ layout: stLayout, compute: { module: await stModule(h), entryPoint: `stage_${id}` } });
+        const err = await device.popErrorScope();
+        if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
+        return p;
+      };
       const opWidth = Math.min(stageItems(id, layout), maxG);
       const fusedW = Math.min(opWidth, fusedWidth);
-      stageSeconds[id] = { perOp: await perCall(p, opWidth, true), fused: await perCall(p, fusedW, false) };
+      const perOp = await perCall(await pipe('plain'), opWidth, true);
+      stageSeconds[id] = { perOp, fused: await perCall(await pipe(fusedHandoff), fusedW, false) };
     }
     step('stages');
 
