@@ -3,8 +3,8 @@
  * A KloopError (bad flag, bad file, missing adapter) prints `kloop: <message>` on one line and
  * exits with its code; any other error prints its message (the stack with KLOOP_DEBUG=1).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { KloopError } from '../errors.ts';
 import { loadModel } from '../loader/index.ts';
 import { timingModelCommand } from '../rdu-emulation/timing/command.ts';
@@ -34,26 +34,15 @@ environment:
 
 type Command = (argv: string[], io: Io) => Promise<number>;
 
-/** A command another module provides; loaded only when used, and optional in this tree. */
-function optional(rel: string, exportName: string, what: string): Command {
-  return async (argv) => {
-    const url = new URL(rel, import.meta.url);
-    if (!existsSync(fileURLToPath(url))) throw new KloopError(`${what} is not available in this build (${rel.replace('../', 'src/')} is missing)`);
-    const mod = (await import(url.href)) as Record<string, unknown>;
-    const fn = mod[exportName];
-    if (typeof fn !== 'function') throw new KloopError(`${what}: ${rel.replace('../', 'src/')} does not export ${exportName}()`);
-    return (fn as (argv: string[]) => Promise<number>)(argv);
-  };
-}
-
 const COMMANDS: Record<string, Command> = {
   generate: generateCommand,
   logits: logitsCommand,
   encode: encodeCommand,
   convert: convertCommand,
   devices: devicesCommand,
-  bench: optional('../bench/command.ts', 'benchCommand', 'kloop bench'),
-  demo: optional('../browser/serve.ts', 'demoCommand', 'kloop demo'),
+  // Loaded only when used: the benchmark pulls in the peers, the demo the web bundler.
+  bench: async (argv) => (await import('../bench/command.ts')).benchCommand(argv),
+  demo: async (argv) => (await import('../browser/serve.ts')).demoCommand(argv),
   'timing-model': (argv, io) =>
     timingModelCommand(argv, { loadModelConfig: async (path) => (await loadModel(path)).config, stdout: io.out, stderr: io.err }),
 };
