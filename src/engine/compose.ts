@@ -43,10 +43,10 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
       ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', weights: 'w_attn',
       base: 'layer * ATTN_STRIDE + WO_OFF', epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
     }),
-    ffn_norm: rmsnormWgsl({ name: 'ffn_norm', input: 'A_H', output: 'A_XN', weights: 'w_ffn13', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
+    ffn_norm: rmsnormWgsl({ name: 'ffn_norm', input: 'A_H', output: 'A_XN', weights: 'w_ffn1', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
     gate_up: matvecWgsl({
-      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', weights: 'w_ffn13',
-      base: 'layer * FFN_STRIDE + W1_OFF', base2: 'layer * FFN_STRIDE + W3_OFF',
+      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', weights: 'w_ffn1',
+      base: 'layer * FFN_STRIDE + W1_OFF', weights2: 'w_ffn3', base2: 'layer * W3_STRIDE',
       epilogue: 'st(A_G + r, a0 / (1.0 + exp(-a0)) * a1);',
     }),
     down_residual: matvecWgsl({

@@ -7,6 +7,7 @@
  * with per-op dispatches (no cross-workgroup waits), and stats.fallbacks counts it.
  */
 import { KloopError } from '../errors.ts';
+import { BINDING } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
 import type { AcquiredDevice } from './device.ts';
@@ -71,7 +72,7 @@ export class GpuExecutor implements Executor {
   private readonly opts: GpuOptions;
   private readonly k: number;
   private lost: string | undefined;
-  private readonly buffers: Record<'step' | 'disp' | 'emb' | 'attn' | 'ffn13' | 'ffn2' | 'kv' | 'act' | 'ctl' | 'staging', GPUBuffer>;
+  private readonly buffers: Record<'step' | 'disp' | 'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2' | 'kv' | 'act' | 'ctl' | 'staging', GPUBuffer>;
   private readonly bindGroup: GPUBindGroup;
   private readonly pipelineLayout: GPUPipelineLayout;
   private perOp?: Dispatch[];
@@ -136,7 +137,8 @@ export class GpuExecutor implements Executor {
       disp: mk('dispatch', DISP_STRIDE * this.layout.maxSlots, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
       emb: mk('w_emb', check('embedding', s.emb), storage),
       attn: mk('w_attn', check('attention weights', s.attn), storage),
-      ffn13: mk('w_ffn13', check('gate/up weights', s.ffn13), storage),
+      ffn1: mk('w_ffn1', check('gate weights', s.ffn1), storage),
+      ffn3: mk('w_ffn3', check('up weights', s.ffn3), storage),
       ffn2: mk('w_ffn2', check('down weights', s.ffn2), storage),
       kv: mk('kv', check('KV cache', s.kv), storage),
       act: mk('act', check('activation', s.act), storage),
@@ -146,7 +148,8 @@ export class GpuExecutor implements Executor {
     const packed = packWeights(model, this.layout);
     device.queue.writeBuffer(this.buffers.emb, 0, packed.emb);
     device.queue.writeBuffer(this.buffers.attn, 0, packed.attn);
-    device.queue.writeBuffer(this.buffers.ffn13, 0, packed.ffn13);
+    device.queue.writeBuffer(this.buffers.ffn1, 0, packed.ffn1);
+    device.queue.writeBuffer(this.buffers.ffn3, 0, packed.ffn3);
     device.queue.writeBuffer(this.buffers.ffn2, 0, packed.ffn2);
 
     // One Dispatch uniform per call of the per-layer schedule: (layer, sync slot).
@@ -157,12 +160,17 @@ export class GpuExecutor implements Executor {
     });
     device.queue.writeBuffer(this.buffers.disp, 0, disp);
 
+    if (limits.maxStorageBuffersPerShaderStage < 8) {
+      throw new KloopError(`${gpu.info.description}: kloop needs 8 storage buffers per shader stage; this adapter offers ${limits.maxStorageBuffersPerShaderStage}`);
+    }
+    const B = BINDING;
+    const readOnly = [B.emb, B.attn, B.ffn1, B.ffn3, B.ffn2];
     const bgl = device.createBindGroupLayout({
       entries: [
-        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
-        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
-        ...[2, 3, 4, 5].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
-        ...[6, 7, 8].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+        { binding: B.step, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: B.disp, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+        ...readOnly.map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
+        ...[B.kv, B.act, B.ctl].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
       ],
     });
     this.pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [bgl] });
@@ -170,15 +178,16 @@ export class GpuExecutor implements Executor {
     this.bindGroup = device.createBindGroup({
       layout: bgl,
       entries: [
-        { binding: 0, resource: { buffer: b.step, size: STEP_BYTES } },
-        { binding: 1, resource: { buffer: b.disp, size: 8 } },
-        { binding: 2, resource: { buffer: b.emb } },
-        { binding: 3, resource: { buffer: b.attn } },
-        { binding: 4, resource: { buffer: b.ffn13 } },
-        { binding: 5, resource: { buffer: b.ffn2 } },
-        { binding: 6, resource: { buffer: b.kv } },
-        { binding: 7, resource: { buffer: b.act } },
-        { binding: 8, resource: { buffer: b.ctl } },
+        { binding: B.step, resource: { buffer: b.step, size: STEP_BYTES } },
+        { binding: B.disp, resource: { buffer: b.disp, size: 8 } },
+        { binding: B.emb, resource: { buffer: b.emb } },
+        { binding: B.attn, resource: { buffer: b.attn } },
+        { binding: B.ffn1, resource: { buffer: b.ffn1 } },
+        { binding: B.ffn3, resource: { buffer: b.ffn3 } },
+        { binding: B.ffn2, resource: { buffer: b.ffn2 } },
+        { binding: B.kv, resource: { buffer: b.kv } },
+        { binding: B.act, resource: { buffer: b.act } },
+        { binding: B.ctl, resource: { buffer: b.ctl } },
       ],
     });
   }

@@ -33,7 +33,7 @@ export interface Layout {
   /** Constants of the WGSL header. */
   consts: Record<string, number>;
   /** Float counts of each weight buffer. */
-  sizes: { emb: number; attn: number; ffn13: number; ffn2: number; kv: number; act: number; ctl: number };
+  sizes: { emb: number; attn: number; ffn1: number; ffn3: number; ffn2: number; kv: number; act: number; ctl: number };
   maxSlots: number;
 }
 
@@ -77,10 +77,11 @@ export function makeLayout(c: ModelConfig, kernel: KernelOptions, context: numbe
   const WO_OFF = align(BQKV_OFF + (c.attentionBias ? qkvRows : 0));
   const ATTN_STRIDE = align(WO_OFF + dim * qDim);
 
+  // Gate and up in separate buffers: each stays under the binding limit twice as long.
   const FFN_NORM_OFF = 0;
   const W1_OFF = align(dim);
-  const W3_OFF = align(W1_OFF + hiddenDim * dim);
-  const FFN_STRIDE = align(W3_OFF + hiddenDim * dim);
+  const FFN_STRIDE = align(W1_OFF + hiddenDim * dim);
+  const W3_STRIDE = align(hiddenDim * dim);
   const W2_STRIDE = align(dim * hiddenDim);
 
   // Activations (u32 words holding f32 bits).
@@ -116,21 +117,21 @@ export function makeLayout(c: ModelConfig, kernel: KernelOptions, context: numbe
     DW: dw, PG: Math.floor(wg / dw),
     EMB_OFF, FINAL_NORM_OFF, ROPE_OFF, WCLS_OFF,
     ATTN_STRIDE, ATTN_NORM_OFF, WQKV_OFF, BQKV_OFF, WO_OFF,
-    FFN_STRIDE, FFN_NORM_OFF, W1_OFF, W3_OFF, W2_STRIDE,
+    FFN_STRIDE, FFN_NORM_OFF, W1_OFF, W3_STRIDE, W2_STRIDE,
     A_X, A_H, A_XN, A_Q, A_K, A_V, A_ATT, A_G, A_LOGITS,
     C_ABORT, C_TOKENS, C_SLOTS, SLOT_WORDS,
   };
   return {
     config: c, context, kernel, tile, consts, maxSlots,
     sizes: {
-      emb: embSize, attn: ATTN_STRIDE * nLayers, ffn13: FFN_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
+      emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
       kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
     },
   };
 }
 
 /** Packs the model's weights into the four stacked weight buffers of `layout`. */
-export function packWeights(model: LoadedModel, layout: Layout): { emb: Float32Array; attn: Float32Array; ffn13: Float32Array; ffn2: Float32Array } {
+export function packWeights(model: LoadedModel, layout: Layout): Record<'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2', Float32Array> {
   const c = model.config;
   const k = layout.consts;
   const w = model.weights;
@@ -142,7 +143,8 @@ export function packWeights(model: LoadedModel, layout: Layout): { emb: Float32A
   if (!c.tiedEmbeddings) emb.set(w.wcls, k.WCLS_OFF);
 
   const attn = new Float32Array(layout.sizes.attn);
-  const ffn13 = new Float32Array(layout.sizes.ffn13);
+  const ffn1 = new Float32Array(layout.sizes.ffn1);
+  const ffn3 = new Float32Array(layout.sizes.ffn3);
   const ffn2 = new Float32Array(layout.sizes.ffn2);
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;
@@ -160,10 +162,10 @@ export function packWeights(model: LoadedModel, layout: Layout): { emb: Float32A
     }
     attn.set(l.wo, a + k.WO_OFF);
     const f = n * k.FFN_STRIDE;
-    ffn13.set(l.ffnNorm, f + k.FFN_NORM_OFF);
-    ffn13.set(l.w1, f + k.W1_OFF);
-    ffn13.set(l.w3, f + k.W3_OFF);
+    ffn1.set(l.ffnNorm, f + k.FFN_NORM_OFF);
+    ffn1.set(l.w1, f + k.W1_OFF);
+    ffn3.set(l.w3, n * k.W3_STRIDE);
     ffn2.set(l.w2, n * k.W2_STRIDE);
   });
-  return { emb, attn, ffn13, ffn2 };
+  return { emb, attn, ffn1, ffn3, ffn2 };
 }

@@ -12,13 +12,16 @@
  */
 export type Handoff = 'atomic' | 'plain';
 
+/** Binding numbers of group 0, shared by every kernel (8 storage buffers: the spec's default limit). */
+export const BINDING = { step: 0, disp: 1, emb: 2, attn: 3, ffn1: 4, ffn3: 5, ffn2: 6, kv: 7, act: 8, ctl: 9 } as const;
+
 const ACT_ATOMIC = `
-@group(0) @binding(7) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
+@group(0) @binding(8) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
 fn ld(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&act[i])); }
 fn st(i: u32, v: f32) { atomicStore(&act[i], bitcast<u32>(v)); }`;
 
 const ACT_PLAIN = `
-@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+@group(0) @binding(8) var<storage, read_write> act: array<f32>;
 fn ld(i: u32) -> f32 { return act[i]; }
 fn st(i: u32, v: f32) { act[i] = v; }`;
 export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic'): string => /* wgsl */ `
@@ -45,11 +48,12 @@ struct Dispatch {
 @group(0) @binding(1) var<uniform> disp: Dispatch;
 @group(0) @binding(2) var<storage, read> w_emb: array<f32>;    // tok_emb | rms_final | rope | wcls?
 @group(0) @binding(3) var<storage, read> w_attn: array<f32>;   // (layer) rms_att | wqkv | bqkv? | wo
-@group(0) @binding(4) var<storage, read> w_ffn13: array<f32>;  // (layer) rms_ffn | w1 | w3
-@group(0) @binding(5) var<storage, read> w_ffn2: array<f32>;   // (layer) w2
-@group(0) @binding(6) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
+@group(0) @binding(4) var<storage, read> w_ffn1: array<f32>;   // (layer) rms_ffn | w1 (gate)
+@group(0) @binding(5) var<storage, read> w_ffn3: array<f32>;   // (layer) w3 (up)
+@group(0) @binding(6) var<storage, read> w_ffn2: array<f32>;   // (layer) w2 (down)
+@group(0) @binding(7) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
 ${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
-@group(0) @binding(8) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
+@group(0) @binding(9) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
 
 var<workgroup> xs: array<f32, TILE>;     // input vector tile of a matvec
 var<workgroup> red: array<f32, WG>;      // reductions

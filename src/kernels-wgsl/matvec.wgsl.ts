@@ -13,7 +13,8 @@ export interface MatvecParams {
   input: string; // act offset constant of the input vector
   weights: string; // storage buffer
   base: string; // WGSL expression: offset of W (may use `layer`)
-  /** A second matrix of the same shape multiplied by the same input (gate/up). */
+  /** A second matrix of the same shape multiplied by the same input (gate/up), in `weights2`. */
+  weights2?: string;
   base2?: string;
   /** WGSL statements run by one invocation per row; `r` is the row, `a0` (`a1`) the dot products. */
   epilogue: string;
@@ -37,7 +38,7 @@ export function matvecWgsl(p: MatvecParams): string {
         ${dual ? `let row2 = wb2 + r * ${p.cols}u + ${c0};` : ''}
         for (var c = lane; c < ${len}; c += ${p.lanes}u) {
           a0 = a0 + ${p.weights}[row + c] * xs[c];
-          ${dual ? `a1 = a1 + ${p.weights}[row2 + c] * xs[c];` : ''}
+          ${dual ? `a1 = a1 + ${p.weights2}[row2 + c] * xs[c];` : ''}
         }
       }`;
   const reduce = (v: string) =>

@@ -20,7 +20,7 @@
  * driver's shader compilation out of the figure). Times are host wall clock around submit and
  * completion, like the executor's.
  */
-import { type Handoff, commonWgsl } from '../../kernels-wgsl/common.wgsl.ts';
+import { BINDING, type Handoff, commonWgsl } from '../../kernels-wgsl/common.wgsl.ts';
 import { SYNC_WGSL } from '../../kernels-wgsl/sync.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
 import { stageFunctions, stageItems } from '../../engine/compose.ts';
@@ -315,12 +315,12 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       entries: [
         { binding: 0, resource: { buffer: stepBuf, size: 48 } },
         { binding: 1, resource: { buffer: dispBuf, size: 8 } },
-        { binding: 8, resource: { buffer: ctl } },
+        { binding: BINDING.ctl, resource: { buffer: ctl } },
       ],
     });
     const emptyBg = device.createBindGroup({
       layout: emptyPipe.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: stepBuf, size: 48 } }, { binding: 8, resource: { buffer: ctl } }],
+      entries: [{ binding: 0, resource: { buffer: stepBuf, size: 48 } }, { binding: BINDING.ctl, resource: { buffer: ctl } }],
     });
     const groups = Math.max(1, t.fusedGroups);
     const spinBound = t.cpu ? 1 << 24 : 1 << 22;
@@ -377,7 +377,8 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const k2 = layout.consts;
     // Activations are plain f32 where none crosses workgroups inside a dispatch (per-op kernels,
     // single-workgroup fused kernels) and atomics otherwise, as the executor composes them.
-    const ffn = buf(Math.ceil((layout.sizes.ffn13 * 4) / 16) * 16);
+    const ffn1 = buf(Math.ceil((layout.sizes.ffn1 * 4) / 16) * 16);
+    const ffn3 = buf(Math.ceil((layout.sizes.ffn3 * 4) / 16) * 16);
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
     const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension);
     const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
@@ -389,7 +390,11 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
         const pipe = await pipeline(device, await compile(device, matvecWgsl(layout, h), 'matvec'), 'stream');
         const bg = device.createBindGroup({
           layout: pipe.getBindGroupLayout(0),
-          entries: [{ binding: 4, resource: { buffer: ffn } }, { binding: 7, resource: { buffer: act } }],
+          entries: [
+            { binding: BINDING.ffn1, resource: { buffer: ffn1 } },
+            { binding: BINDING.ffn3, resource: { buffer: ffn3 } },
+            { binding: BINDING.act, resource: { buffer: act } },
+          ],
         });
         mvPipes.set(h, (e = { pipe, bg }));
       }
@@ -431,8 +436,8 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       entries: [
         { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
         { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
-        ...[2, 3, 4, 5].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: ro })),
-        ...[6, 7, 8].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: rw })),
+        ...[BINDING.emb, BINDING.attn, BINDING.ffn1, BINDING.ffn3, BINDING.ffn2].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: ro })),
+        ...[BINDING.kv, BINDING.act, BINDING.ctl].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: rw })),
       ],
     });
     const stLayout = device.createPipelineLayout({ bindGroupLayouts: [stBgl] });
@@ -440,7 +445,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const fbuf = (floats: number) => buf(Math.max(256, Math.ceil((floats * 4) / 16) * 16));
     const stStep = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     const stDisp = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const stBufs = [stStep, stDisp, fbuf(sz.emb), fbuf(sz.attn), ffn, fbuf(sz.ffn2), fbuf(sz.kv), act, fbuf(sz.ctl)];
+    const stBufs = [stStep, stDisp, fbuf(sz.emb), fbuf(sz.attn), ffn1, ffn3, fbuf(sz.ffn2), fbuf(sz.kv), act, fbuf(sz.ctl)];
     const stBg = device.createBindGroup({
       layout: stBgl,
       entries: stBufs.map((b, binding) => ({ binding, resource: { buffer: b, size: binding < 2 ? 48 : undefined } })),

@@ -1,0 +1,80 @@
+/**
+ * Correctness on whatever adapter kloop picks (meant for a machine with a real GPU): every GPU
+ * mode against the CPU reference (float64) on the real models, with the reference fixtures'
+ * tokens teacher-forced and 200 free-running greedy steps. Prints one line per mode and exits
+ * non-zero on any disagreement.
+ *
+ *   node kloop-check.mjs            (bundled by scripts/gpu-host/pack.sh)
+ *   npx tsx scripts/gpu-host/check.ts
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { acquireDevice } from '../../src/engine/device.ts';
+import { type Mode, createExecutor } from '../../src/engine/executor.ts';
+import { GREEDY } from '../../src/engine/sampler.ts';
+import { loadModel } from '../../src/loader/index.ts';
+
+const models = process.env.KLOOP_MODELS ?? 'weights';
+const fixtures = process.env.KLOOP_FIXTURES;
+const gpu = await acquireDevice(process.env.KLOOP_ADAPTER);
+console.log(`adapter: ${gpu.info.vendor} / ${gpu.info.architecture} / ${gpu.info.description} (${gpu.name})`);
+
+const rel = (a: Float32Array, b: Float32Array) => {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] ** 2;
+  }
+  return Math.sqrt(d / n);
+};
+const top1 = (a: Float32Array) => a.reduce((bi, v, i, arr) => (v > arr[bi] ? i : bi), 0);
+
+let failures = 0;
+const summary: unknown[] = [];
+for (const [name, file, steps] of [
+  ['stories260K', 'stories260K/stories260K.bin', 200],
+  ['aidreams260K', 'aidreams260K/aidreams260K.bin', 127],
+] as const) {
+  const model = await loadModel(path.join(models, file));
+  let forced: number[] = [1, 403, 407, 1552 % model.config.vocabSize, 9, 29, 45];
+  let fixtureLogits: Float32Array | undefined;
+  if (fixtures && name === 'stories260K') {
+    const meta = JSON.parse(fs.readFileSync(path.join(fixtures, 'stories260K', 'once_upon_a_time.json'), 'utf8'));
+    const raw = fs.readFileSync(path.join(fixtures, 'stories260K', 'once_upon_a_time.logits.f32'));
+    forced = meta.tokens.slice(0, meta.positions);
+    fixtureLogits = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  }
+  const ref = await createExecutor(model, 'reference', async () => gpu);
+  const refLogits: Float32Array[] = [];
+  for (let p = 0; p < forced.length; p++) refLogits.push(await ref.forward(forced[p], p));
+  const refTokens = await ref.decode([model.config.bosId], 0, steps, GREEDY);
+  for (const [mode, k] of [['per-op', 1], ['per-layer', 1], ['looped', 1], ['looped', 16]] as [Mode, number][]) {
+    const ex = await createExecutor(model, mode, async () => gpu, { tokensPerDispatch: k, poison: true });
+    let worst = 0;
+    let worstFixture = 0;
+    let agree = 0;
+    for (let p = 0; p < forced.length; p++) {
+      const l = await ex.forward(forced[p], p);
+      worst = Math.max(worst, rel(l, refLogits[p]));
+      if (fixtureLogits) worstFixture = Math.max(worstFixture, rel(l, fixtureLogits.subarray(p * l.length, (p + 1) * l.length)));
+      if (top1(l) === top1(refLogits[p])) agree++;
+    }
+    const toks = await ex.decode([model.config.bosId], 0, steps, GREEDY);
+    const same = toks.every((t, i) => t === refTokens[i]) && toks.length === refTokens.length;
+    const ok = worst <= 1e-4 && (!fixtureLogits || worstFixture <= 1e-4) && agree === forced.length && same;
+    if (!ok) failures++;
+    const stats = ex.stats as { workgroups: number; fallbacks: number };
+    const line = {
+      model: name, mode: `${mode}${mode === 'looped' ? `:${k}` : ''}`, maxRelErrVsReference: worst,
+      maxRelErrVsFixture: fixtureLogits ? worstFixture : null, top1Agreement: `${agree}/${forced.length}`,
+      greedyTokensIdentical: `${same} (${steps} steps)`, workgroups: stats.workgroups, fallbacks: stats.fallbacks, ok,
+    };
+    summary.push(line);
+    console.log(JSON.stringify(line));
+    ex.destroy();
+  }
+}
+if (process.env.KLOOP_CHECK_OUT) fs.writeFileSync(process.env.KLOOP_CHECK_OUT, JSON.stringify({ adapter: gpu.info, results: summary }, null, 2));
+console.log(failures === 0 ? 'check: all modes agree with the CPU reference' : `check: ${failures} mode(s) disagree`);
+process.exit(failures === 0 ? 0 : 1);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs on the GPU host from the repository root with .carry/ (see pack.sh) present: unpacks
+# Node and Dawn, prints the adapter, checks every mode against the CPU reference, then
+# benchmarks every mode on stories260K and on real-shaped synthetic models. Results go to
+# ${OUT:-/tmp/kloop-out}. KLOOP_RUN_CHECK=0 skips the check; KLOOP_BENCHES picks benchmarks.
+set -uo pipefail
+out=${OUT:-/tmp/kloop-out}
+mkdir -p "$out"
+c=.carry
+xz -dc $c/node.xz > /tmp/node && chmod +x /tmp/node
+mkdir -p /tmp/kloop/node_modules && cp -r $c/webgpu /tmp/kloop/node_modules/
+xz -dc $c/webgpu/dist/linux-x64/dawn.node.xz > /tmp/kloop/node_modules/webgpu/dist/linux-x64/dawn.node
+cp $c/kloop.mjs $c/kloop-check.mjs /tmp/kloop/
+export KLOOP_MODELS=$PWD/$c/models KLOOP_FIXTURES=$PWD/$c/fixtures
+k() { (cd /tmp/kloop && /tmp/node kloop.mjs "$@"); }
+k devices 2>&1 | tee "$out/devices.txt"
+if [ "${KLOOP_RUN_CHECK:-1}" = 1 ]; then
+  (cd /tmp/kloop && KLOOP_CHECK_OUT=$out/check.json /tmp/node kloop-check.mjs) 2>&1 | tee "$out/check.txt"
+fi
+benches=" ${KLOOP_BENCHES:-stories260K stories110M llama-3.2-1b} "
+bench() { local name=$1; shift; [[ $benches == *" $name "* ]] || return 0; timeout "${BENCH_TIMEOUT:-150}" bash -c "cd /tmp/kloop && /tmp/node kloop.mjs bench $* --json" > "$out/bench-$name.json" 2> "$out/bench-$name.err"; echo "bench $name: exit $?"; tail -3 "$out/bench-$name.err"; }
+bench stories260K --model "$KLOOP_MODELS/stories260K/stories260K.bin" --modes per-op,per-layer,looped,looped:16,looped:64 --tokens 256 --repeat 5 --predict
+bench stories110M --shape stories110M --modes per-op,per-layer,looped,looped:16 --tokens 64 --repeat 3 --predict
+bench llama-3.2-1b --shape Llama-3.2-1B --modes per-op,per-layer,looped,looped:16 --tokens 32 --repeat 3
+for f in "$out"/bench-*.json; do
+  /tmp/node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(r.model.name, "|", r.device.description, "|", r.results.map(x=>x.mode+" "+x.tokensPerSecond.toFixed(0)+" tok/s").join(", "))' "$f" 2>/dev/null || echo "$f: no report"
+done
