@@ -57,6 +57,14 @@ interface StepParams {
 }
 
 const STEP_BYTES = 48;
+
+/** Dawn's messages span lines ("- While validating ..."): user-facing errors are one line. */
+const oneLine = (m: string): string =>
+  m
+    .split('\n')
+    .map((l) => l.trim().replace(/^- /, ''))
+    .filter(Boolean)
+    .join('; ');
 const DISP_STRIDE = 256;
 /** Occupancy probes are cached per adapter and kernel shape for the life of the process. */
 const occupancyCache = new Map<string, number>();
@@ -226,7 +234,7 @@ export class GpuExecutor implements Executor {
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0 || err) {
       const first = errors[0];
-      const where = first ? `line ${first.lineNum}: ${first.message}` : err?.message;
+      const where = first ? `line ${first.lineNum}: ${oneLine(first.message)}` : oneLine(err?.message ?? '');
       const line = first ? code.split('\n')[first.lineNum - 1]?.trim() : '';
       throw new KloopError(`WGSL ${label} kernel failed to compile: ${where}${line ? ` (${line})` : ''}`);
     }
@@ -239,7 +247,7 @@ export class GpuExecutor implements Executor {
     device.pushErrorScope('validation');
     const p = device.createComputePipeline({ layout: this.pipelineLayout, compute: { module, entryPoint } });
     const err = await device.popErrorScope();
-    if (err) throw new KloopError(`WebGPU pipeline ${entryPoint}: ${err.message}`);
+    if (err) throw new KloopError(`WebGPU pipeline ${entryPoint}: ${oneLine(err.message)}`);
     return p;
   }
 

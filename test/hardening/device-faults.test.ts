@@ -164,7 +164,7 @@ describe('WGSL and validation errors (error scopes)', () => {
   // validation message ("... - While validating compute stage ... - While calling ...") into the
   // KloopError unchanged, and the CLI prints KloopErrors as one line. Turn this into a plain
   // `it` once the message is joined onto one line.
-  it.fails('a pipeline validation error is ONE line (fails until gpu-executor.ts pipeline() joins the lines)', async () => {
+  it('a pipeline validation error is ONE line', async () => {
     const e = await rejection(c.pipeline(await validModule(), 'no_such_entry'), false);
     expect(e.message).not.toContain('\n');
   }, 60_000);
