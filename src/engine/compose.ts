@@ -100,11 +100,12 @@ export function perOpModule(layout: Layout, stages: StageId[]): string {
 }
 
 /** Straight-line code of a stage sequence with the barriers `before` asks for. */
-function sequence(stages: readonly StageId[], before: readonly (boolean | string)[], layer: string, j: string): string {
+function sequence(stages: readonly StageId[], before: readonly (boolean | string)[], layer: string, j: string, single = false): string {
   return stages
     .map((s, i) => {
       const b = before[i];
-      const sync = b === true ? SYNC_OR_LEAVE : typeof b === 'string' && b ? `if (${b}) { ${SYNC_OR_LEAVE} }` : '';
+      // One workgroup: a grid barrier is the workgroup barrier every stage already ends with.
+      const sync = single ? '' : b === true ? SYNC_OR_LEAVE : typeof b === 'string' && b ? `if (${b}) { ${SYNC_OR_LEAVE} }` : '';
       return `  ${sync}\n  s_${s}(t, n, lid, ${layer}, ${j});\n  ${LOCAL_ORDER}`;
     })
     .join('\n');
@@ -114,6 +115,11 @@ const DISCOVER = `
   let t = discover(lid);
   if (t == NONE || step.n_tokens == 0u) { return; }
   let n = workgroupUniformLoad(&wg_count);`;
+/** A single-workgroup fused kernel (plain hand-off): workgroup 0 does everything, others leave. */
+const SINGLE = `
+  if (wid.x != 0u || step.n_tokens == 0u) { return; }
+  let t = 0u;
+  let n = 1u;`;
 const NO_DISCOVER = `
   let t = wid.x;
   let n = nwg.x;`;
@@ -123,6 +129,7 @@ export function perLayerModule(layout: Layout, calls: Call[], handoff: Handoff):
   const bodies: string[] = [];
   const entries: string[] = [];
   const barriers: number[] = [];
+  const single = handoff === 'plain';
   const seen = new Map<string, number>();
   for (const call of calls) {
     const key = call.stages.join(',');
@@ -136,14 +143,15 @@ export function perLayerModule(layout: Layout, calls: Call[], handoff: Handoff):
     const count = before.filter(Boolean).length;
     const layer = call.kind === 'layer' ? 'disp.layer' : '0u';
     bodies.push(
-      `@compute @workgroup_size(WG) fn ${name}(${ENTRY_ARGS}) {${count > 0 ? DISCOVER : NO_DISCOVER}\n${sequence(call.stages, before, layer, '0u')}\n}`,
+      `@compute @workgroup_size(WG) fn ${name}(${ENTRY_ARGS}) {${single ? SINGLE : count > 0 ? DISCOVER : NO_DISCOVER}\n` +
+        `${sequence(call.stages, before, layer, '0u', single)}\n}`,
     );
     seen.set(key, entries.length);
     entries.push(name);
     barriers.push(count);
   }
   const stages = calls.flatMap((c) => c.stages);
-  return { code: module(layout, stages, bodies.join('\n'), true, handoff), entries, barriers };
+  return { code: module(layout, stages, bodies.join('\n'), !single, handoff), entries, barriers: single ? barriers.map(() => 0) : barriers };
 }
 
 /**
@@ -202,17 +210,18 @@ export function loopedModule(
   const first = loop.layers[0];
   const last = loop.layers[loop.layers.length - 1];
   if (loop.layers.some((l, i) => l !== first + i)) throw new Error('looped call over non-contiguous layers');
-  const body = `@compute @workgroup_size(WG) fn step_looped(${ENTRY_ARGS}) {${DISCOVER}
+  const single = handoff === 'plain';
+  const body = `@compute @workgroup_size(WG) fn step_looped(${ENTRY_ARGS}) {${single ? SINGLE : DISCOVER}
   for (var j = 0u; j < step.n_tokens; j++) {
-${sequence(prologue, plan.prologue.map((x) => cond(x, 'j')), '0u', 'j')}
+${sequence(prologue, plan.prologue.map((x) => cond(x, 'j')), '0u', 'j', single)}
     for (var layer = ${first}u; layer <= ${last}u; layer++) {
-${sequence(loop.stages, plan.body.map((x) => cond(x, `(layer - ${first}u)`)), 'layer', 'j')}
+${sequence(loop.stages, plan.body.map((x) => cond(x, `(layer - ${first}u)`)), 'layer', 'j', single)}
     }
-${sequence(epilogue, plan.epilogue, '0u', 'j')}
+${sequence(epilogue, plan.epilogue, '0u', 'j', single)}
   }
 }`;
   return {
-    code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, true, handoff),
-    barriersPerToken: plan.perToken(loop.layers.length),
+    code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, !single, handoff),
+    barriersPerToken: single ? 0 : plan.perToken(loop.layers.length),
   };
 }
