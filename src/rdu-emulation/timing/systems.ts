@@ -1,6 +1,6 @@
 /**
  * The systems the paper compares, as plain data, with the source of every number
- * (tags as in /shared/docs/kernel-looping.md: [paper] kernel-looping paper, [sn40l] SN40L
+ * (source tags: [paper] kernel-looping paper, [sn40l] SN40L
  * paper, [later] successor paper / SambaNova talks, [derived] arithmetic, [fit] calibration.ts,
  * [assumed] not published, chosen here; override it).
  */
