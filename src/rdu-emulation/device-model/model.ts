@@ -27,6 +27,7 @@ import { type Schedule, dispatchesPerStep, loopLayers, planBarriers } from '../.
 import { predictDecode, type DecodePrediction } from '../timing/model.ts';
 import type { CallStructure } from '../timing/calls.ts';
 import type { ModelShape, SyncCosts, SystemSpec } from '../timing/types.ts';
+import { shapeFromModelConfig } from '../presets/index.ts';
 import type { DeviceMeasurements } from './microbench.ts';
 
 /** The measured parameters of one adapter, plain numbers in SI units. */
@@ -160,20 +161,7 @@ export function deviceCallStructure(m: ModeSpec, s: ModeStructure): CallStructur
 
 /** The model as the timing model sees it: f32 weights and KV cache (4 bytes an element). */
 export function deviceShape(cfg: ModelConfig, name: string): ModelShape {
-  return {
-    name,
-    nLayers: cfg.nLayers,
-    hidden: cfg.dim,
-    nHeads: cfg.nHeads,
-    nKvHeads: cfg.nKvHeads,
-    headDim: cfg.headDim,
-    ffn: cfg.hiddenDim,
-    vocab: cfg.vocabSize,
-    bytesPerParam: 4,
-    kvBytesPerElement: 4,
-    tiedEmbeddings: cfg.tiedEmbeddings,
-    attentionBias: cfg.attentionBias,
-  };
+  return { ...shapeFromModelConfig(cfg, name, 4), kvBytesPerElement: 4 };
 }
 
 export interface ModePrediction {
