@@ -50,6 +50,12 @@ describe('per-op kernels against the CPU reference', () => {
   }, 240_000);
 });
 
+describe('GPU-form kernels (tree reductions, parallel attention) on this adapter', () => {
+  it.each(['per-op', 'looped'] as const)('%s', async (mode) => {
+    await compare(syntheticModel(SHAPES.gqa, 13), mode, { kernel: { style: 'gpu', wg: 64, lanes: 8 } }, 8);
+  }, 300_000);
+});
+
 describe('fused kernels against the CPU reference', () => {
   it.each(['per-layer', 'looped'] as const)('%s on a GQA model with biases and an untied classifier', async (mode) => {
     const shape = { ...SHAPES.gqa, attentionBias: true, tiedEmbeddings: false };
