@@ -28,8 +28,8 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   const c = layout.config;
   const k = layout.consts;
   const { wg, lanes } = layout.kernel;
-  const mv = { lanes, wg, tile: layout.tile };
-  const bias = c.attentionBias ? ' + w_attn[layer * ATTN_STRIDE + BQKV_OFF + r]' : '';
+  const mv = { lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false };
+  const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
   return {
     embed: EMBED_WGSL,
     attn_norm: rmsnormWgsl({ name: 'attn_norm', input: 'A_X', output: 'A_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
@@ -77,7 +77,7 @@ export function stageItems(id: StageId, layout: Layout): number {
 
 function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = stageFunctions(layout);
-  return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
 
 const ENTRY_ARGS =

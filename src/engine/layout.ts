@@ -22,6 +22,11 @@ export interface KernelOptions {
    * where invocations are SIMD lanes of one thread and every barrier is a context switch.
    */
   style?: 'cpu' | 'gpu';
+  /**
+   * Weights read as vec4<f32> (16-byte loads). Default: on for the 'gpu' style when every matrix
+   * width is a multiple of 4; CPU adapters scalarise vector loads, so they stay scalar.
+   */
+  vec4?: boolean;
 }
 
 export interface Layout {
@@ -39,7 +44,8 @@ export interface Layout {
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
 
-export function makeLayout(c: ModelConfig, kernel: KernelOptions, context: number, workgroupStorage: number): Layout {
+export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: number, workgroupStorage: number): Layout {
+  let kernel = kernelIn;
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize, nLayers } = c;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
@@ -62,6 +68,9 @@ export function makeLayout(c: ModelConfig, kernel: KernelOptions, context: numbe
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
   const fit = Math.floor(Math.min(room, align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
+  const widths4 = [dim, qDim, hiddenDim].every((n) => n % 4 === 0) && tile % 4 === 0;
+  if (kernel.vec4 && !widths4) throw new KloopError(`kernel: vec4 weights need matrix widths and the tile (${tile}) to be multiples of 4`);
+  kernel = { ...kernel, vec4: kernel.vec4 ?? (kernel.style === 'gpu' && widths4) };
   if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
 
   const ropeFloats = context * headDim; // (context, headDim/2, 2)

@@ -24,7 +24,7 @@ const ACT_PLAIN = `
 @group(0) @binding(8) var<storage, read_write> act: array<f32>;
 fn ld(i: u32) -> f32 { return act[i]; }
 fn st(i: u32, v: f32) { act[i] = v; }`;
-export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic'): string => /* wgsl */ `
+export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false): string => /* wgsl */ `
 struct Step {
   pos: u32,          // position of the first token of this dispatch
   n_tokens: u32,     // tokens decoded by this dispatch (K)
@@ -46,11 +46,7 @@ struct Dispatch {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> disp: Dispatch;
-@group(0) @binding(2) var<storage, read> w_emb: array<f32>;    // tok_emb | rms_final | rope | wcls?
-@group(0) @binding(3) var<storage, read> w_attn: array<f32>;   // (layer) rms_att | wqkv | bqkv? | wo
-@group(0) @binding(4) var<storage, read> w_ffn1: array<f32>;   // (layer) rms_ffn | w1 (gate)
-@group(0) @binding(5) var<storage, read> w_ffn3: array<f32>;   // (layer) w3 (up)
-@group(0) @binding(6) var<storage, read> w_ffn2: array<f32>;   // (layer) w2 (down)
+${weightDecls(vec4)}
 @group(0) @binding(7) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
 ${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
 @group(0) @binding(9) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
@@ -102,3 +98,26 @@ fn ${name}(v: ${t}, lid: u32) -> ${t} {
 
 /** The GPU-style declarations (tree reductions), for tools that compose their own kernels. */
 export const COMMON_WGSL = commonWgsl('gpu');
+
+/**
+ * The weight buffers, as f32 or (for vector loads on GPUs) as vec4<f32>; `<name>_at(i)` reads
+ * float i either way. Offsets of every tensor are multiples of 64 floats.
+ */
+function weightDecls(vec4: boolean): string {
+  const bufs: [string, number, string][] = [
+    ['w_emb', 2, 'tok_emb | rms_final | rope | wcls?'],
+    ['w_attn', 3, '(layer) rms_att | wqkv | bqkv? | wo'],
+    ['w_ffn1', 4, '(layer) rms_ffn | w1 (gate)'],
+    ['w_ffn3', 5, '(layer) w3 (up)'],
+    ['w_ffn2', 6, '(layer) w2 (down)'],
+  ];
+  return bufs
+    .map(([name, binding, what]) =>
+      vec4
+        ? `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>; // ${what}
+fn ${name}_at(i: u32) -> f32 { return ${name}[i >> 2u][i & 3u]; }`
+        : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>; // ${what}
+fn ${name}_at(i: u32) -> f32 { return ${name}[i]; }`,
+    )
+    .join('\n');
+}

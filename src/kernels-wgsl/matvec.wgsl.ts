@@ -21,6 +21,8 @@ export interface MatvecParams {
   lanes: number;
   wg: number;
   tile: number;
+  /** Weights bound as vec4<f32> (every row offset and length a multiple of 4): 16-byte loads. */
+  vec4?: boolean;
 }
 
 export function matvecWgsl(p: MatvecParams): string {
@@ -32,7 +34,20 @@ export function matvecWgsl(p: MatvecParams): string {
     workgroupBarrier();
     for (var c = lid; c < ${len}; c += WG) { xs[c] = ld(${p.input} + ${c0} + c); }
     workgroupBarrier();`;
-  const dot = (c0: string, len: string) => `
+  const dot = (c0: string, len: string) =>
+    p.vec4
+      ? `
+      if (r < ${p.rows}u) {
+        let row = (wb + r * ${p.cols}u + ${c0}) >> 2u;
+        ${dual ? `let row2 = (wb2 + r * ${p.cols}u + ${c0}) >> 2u;` : ''}
+        let n4 = (${len}) / 4u;
+        for (var c = lane; c < n4; c += ${p.lanes}u) {
+          let x = vec4<f32>(xs[4u * c], xs[4u * c + 1u], xs[4u * c + 2u], xs[4u * c + 3u]);
+          a0 = a0 + dot(${p.weights}[row + c], x);
+          ${dual ? `a1 = a1 + dot(${p.weights2}[row2 + c], x);` : ''}
+        }
+      }`
+      : `
       if (r < ${p.rows}u) {
         let row = wb + r * ${p.cols}u + ${c0};
         ${dual ? `let row2 = wb2 + r * ${p.cols}u + ${c0};` : ''}

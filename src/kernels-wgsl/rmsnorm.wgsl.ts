@@ -19,7 +19,7 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let inv = 1.0 / sqrt(total / f32(DIM) + EPS);
   let wb = ${p.base};
   for (var i = lid; i < DIM; i += WG) {
-    st(${p.output} + i, ld(${p.input} + i) * inv * ${p.weights}[wb + i]);
+    st(${p.output} + i, ld(${p.input} + i) * inv * ${p.weights}_at(wb + i));
   }
 }
 `;

@@ -12,8 +12,8 @@ fn s_rope_append(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       let hh = e / half;
       let i = e % half;
       let cs = ROPE_OFF + (pos * half + i) * 2u;
-      let cosv = w_emb[cs];
-      let sinv = w_emb[cs + 1u];
+      let cosv = w_emb_at(cs);
+      let sinv = w_emb_at(cs + 1u);
       if (hh < GROUP) {
         let qi = A_Q + (h * GROUP + hh) * HD + 2u * i;
         let a = ld(qi);

@@ -54,6 +54,9 @@ describe('GPU-form kernels (tree reductions, parallel attention) on this adapter
   it.each(['per-op', 'looped'] as const)('%s', async (mode) => {
     await compare(syntheticModel(SHAPES.gqa, 13), mode, { kernel: { style: 'gpu', wg: 64, lanes: 8 } }, 8);
   }, 300_000);
+  it('per-op with vec4 weights over several input tiles', async () => {
+    await compare(syntheticModel(SHAPES.bias_untied, 17), 'per-op', { kernel: { style: 'gpu', wg: 32, lanes: 32, tile: 64, vec4: true } }, 8);
+  }, 300_000);
 });
 
 describe('fused kernels against the CPU reference', () => {

@@ -148,7 +148,7 @@ const COPY_WGSL = /* wgsl */ `
 function barrierWgsl(layout: Layout): string {
   return [
     header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', 'atomic'),
+    commonWgsl(layout.kernel.style ?? 'gpu', 'atomic', layout.kernel.vec4 ?? false),
     SYNC_WGSL,
     /* wgsl */ `
 @compute @workgroup_size(WG) fn barriers(@builtin(local_invocation_index) lid: u32) {
@@ -169,7 +169,7 @@ function matvecWgsl(layout: Layout, handoff: Handoff): string {
   const fns = stageFunctions(layout);
   return [
     header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', handoff),
+    commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false),
     fns.gate_up,
     /* wgsl */ `
 @compute @workgroup_size(WG) fn stream(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -187,7 +187,7 @@ function stagesWgsl(layout: Layout, handoff: Handoff): string {
   const ids = Object.keys(STAGES) as StageId[];
   return [
     header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', handoff),
+    commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false),
     ...ids.map((id) => fns[id]),
     ...ids.map(
       (id) => /* wgsl */ `
