@@ -329,7 +329,9 @@ export class GpuExecutor implements Executor {
     return {
       dispatches: (groups) => [{ pipeline, entry: 0, groups }],
       probe: { pipeline, entry: 0 },
-      widest: this.widest([...parts.prologue, ...parts.loop.stages, ...parts.epilogue]),
+      // Sized by the decoder layer, which runs L times a token, not by the classifier, which runs
+      // once: more workgroups than a layer has work only make every grid barrier dearer.
+      widest: this.widest(parts.loop.stages),
       barriersPerToken,
     };
   }
