@@ -7,6 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { atLeastFlag, nonEmpty, parseFlags } from '../cli/args.ts';
 import { KloopError } from '../errors.ts';
 import { SYNTHETIC_SHAPES } from '../loader/synthetic.ts';
 import { resolveDefaultModel } from '../loader/resolve.ts';
@@ -38,55 +39,34 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
   help: boolean;
 }
 
-const VALUE_FLAGS = ['--model', '--shape', '--seed', '--modes', '--tokens', '--repeat', '--gguf', '--adapter', '--chart'] as const;
-const BOOL_FLAGS = ['--peers', '--predict', '--json', '--help', '-h'] as const;
-
-function int(flag: string, v: string, min: number): number {
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) < min) throw new KloopError(`${flag}: expected an integer >= ${min}, got "${v}"`);
-  return Number(v);
-}
+const FLAGS = {
+  model: 'string', shape: 'string', seed: 'string', modes: 'string', tokens: 'string', repeat: 'string',
+  gguf: 'string', adapter: 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+} as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
-  const f: BenchFlags = { json: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
-      if (eq > 0) throw new KloopError(`${flag}: takes no value`);
-      if (flag === '--peers') f.peers = true;
-      else if (flag === '--predict') f.predict = true;
-      else if (flag === '--json') f.json = true;
-      else f.help = true;
-      continue;
-    }
-    if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
-      throw new KloopError(arg.startsWith('-') ? `${flag}: unknown flag (see kloop bench --help)` : `${arg}: unexpected argument (see kloop bench --help)`);
-    }
-    let v: string | undefined;
-    if (eq > 0) v = arg.slice(eq + 1);
-    else {
-      v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new KloopError(`${flag}: missing value`);
-    }
-    if (v === '') throw new KloopError(`${flag}: empty value`);
-    switch (flag) {
-      case '--model': f.model = v; break;
-      case '--shape':
-        if (!(v in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${v}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
-        f.shape = v;
-        break;
-      case '--seed': f.seed = int(flag, v, 0); break;
-      case '--modes': parseModes(v); f.modes = v; break;
-      case '--tokens': f.tokens = int(flag, v, 1); break;
-      case '--repeat': f.repeat = int(flag, v, 1); break;
-      case '--gguf': f.gguf = v; break;
-      case '--adapter': f.adapter = v; break;
-      case '--chart':
-        if (!/\.(svg|html?)$/i.test(v)) throw new KloopError(`--chart ${v}: the file must end in .svg or .html`);
-        f.chart = v;
-        break;
-    }
+  const v = parseFlags('bench', argv, FLAGS);
+  const f: BenchFlags = { json: !!v.json, help: !!v.help };
+  if (v.peers) f.peers = true;
+  if (v.predict) f.predict = true;
+  for (const [name, value] of Object.entries(v)) if (typeof value === 'string') nonEmpty(`--${name}`, value);
+  if (v.model !== undefined) f.model = v.model;
+  if (v.shape !== undefined) {
+    if (!(v.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${v.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
+    f.shape = v.shape;
+  }
+  if (v.seed !== undefined) f.seed = atLeastFlag('--seed', v.seed, 0);
+  if (v.modes !== undefined) {
+    parseModes(v.modes);
+    f.modes = v.modes;
+  }
+  if (v.tokens !== undefined) f.tokens = atLeastFlag('--tokens', v.tokens, 1);
+  if (v.repeat !== undefined) f.repeat = atLeastFlag('--repeat', v.repeat, 1);
+  if (v.gguf !== undefined) f.gguf = v.gguf;
+  if (v.adapter !== undefined) f.adapter = v.adapter;
+  if (v.chart !== undefined) {
+    if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);
+    f.chart = v.chart;
   }
   if (f.model && f.shape) throw new KloopError('--model and --shape: give one of them');
   const tokens = f.tokens ?? 64;

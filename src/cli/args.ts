@@ -21,9 +21,21 @@ export function parseFlags<T extends FlagTypes>(command: string, argv: string[],
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const [name, type] of Object.entries(flags)) options[name] = { type };
   const seeHelp = `(see kloop ${command} --help)`;
+  // A negative number after a value flag is its value (`--context -5`), so that the flag's own
+  // range check names it, rather than parseArgs calling it an ambiguous option.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const valueFlag = a.startsWith('--') && !a.includes('=') && options[a.slice(2)]?.type === 'string';
+    if (valueFlag && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else args.push(a);
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false, tokens: true });
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: false, tokens: true });
   } catch (e) {
     throw parseError(e as Error & { code?: string }, seeHelp);
   }
@@ -51,6 +63,20 @@ function parseError(e: Error & { code?: string }, seeHelp: string): KloopError {
     default:
       return new KloopError(msg.split('\n')[0]!);
   }
+}
+
+/** A non-negative integer flag at least `min`; `flag` as written (with its dashes). */
+export function atLeastFlag(flag: string, v: string, min: number): number {
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) < min) {
+    throw new KloopError(`${flag}: expected an integer >= ${min}, got "${v}"`);
+  }
+  return Number(v);
+}
+
+/** Rejects a flag given with an empty value (`--flag=`). */
+export function nonEmpty(flag: string, v: string): string {
+  if (v === '') throw new KloopError(`${flag}: empty value`);
+  return v;
 }
 
 /** A flag that names a file or folder: `undefined` stays so, an empty value is an error. */

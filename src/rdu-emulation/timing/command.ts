@@ -7,6 +7,7 @@
  */
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { atLeastFlag, nonEmpty, parseFlags } from '../../cli/args.ts';
 import { KloopError } from '../../errors.ts';
 import type { ModelConfig } from '../../loader/types.ts';
 import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../presets/index.ts';
@@ -51,70 +52,29 @@ interface Flags {
   help: boolean;
 }
 
-const VALUE_FLAGS = ['--model', '--context', '--batch', '--sockets', '--output-tokens', '--flops', '--svg'] as const;
-const BOOL_FLAGS = ['--json', '--help', '-h'] as const;
-
-function parseIntFlag(flag: string, v: string, min: number): number {
-  if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
-    throw new KloopError(`${flag}: expected an integer >= ${min}, got "${v}"`);
-  }
-  return Number(v);
-}
+const FLAGS = {
+  model: 'string', context: 'string', batch: 'string', sockets: 'string', 'output-tokens': 'string',
+  flops: 'string', svg: 'string', json: 'boolean',
+} as const;
 
 export function parseTimingModelFlags(argv: string[]): Flags {
   const f: Flags = { model: DEFAULT_MODEL, context: 4096, batch: 1, sockets: [1, 8, 16], outputTokens: 128, flops: 'paper-table1', json: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
-      if (eq > 0) throw new KloopError(`${flag}: takes no value`);
-      if (flag === '--json') f.json = true;
-      else f.help = true;
-      continue;
+  const v = parseFlags('timing-model', argv, FLAGS);
+  f.json = !!v.json;
+  f.help = !!v.help;
+  for (const [name, value] of Object.entries(v)) if (typeof value === 'string') nonEmpty(`--${name}`, value);
+  if (v.model !== undefined) f.model = v.model;
+  if (v.context !== undefined) f.context = atLeastFlag('--context', v.context, 0);
+  if (v.batch !== undefined) f.batch = atLeastFlag('--batch', v.batch, 1);
+  if (v['output-tokens'] !== undefined) f.outputTokens = atLeastFlag('--output-tokens', v['output-tokens'], 0);
+  if (v.sockets !== undefined) f.sockets = [...new Set(v.sockets.split(',').map((s) => atLeastFlag('--sockets', s.trim(), 1)))];
+  if (v.flops !== undefined) {
+    if (!(v.flops in FLOP_CONVENTIONS)) {
+      throw new KloopError(`--flops: unknown convention "${v.flops}" (known: ${Object.keys(FLOP_CONVENTIONS).join(', ')})`);
     }
-    if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
-      throw new KloopError(
-        arg.startsWith('-') ? `${flag}: unknown flag (see kloop timing-model --help)` : `${arg}: unexpected argument (see kloop timing-model --help)`,
-      );
-    }
-    let value: string | undefined;
-    if (eq > 0) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new KloopError(`${flag}: missing value`);
-      i++;
-    }
-    if (value === '') throw new KloopError(`${flag}: empty value`);
-    switch (flag) {
-      case '--model':
-        f.model = value;
-        break;
-      case '--context':
-        f.context = parseIntFlag(flag, value, 0);
-        break;
-      case '--batch':
-        f.batch = parseIntFlag(flag, value, 1);
-        break;
-      case '--output-tokens':
-        f.outputTokens = parseIntFlag(flag, value, 0);
-        break;
-      case '--sockets': {
-        const list = value.split(',').map((s) => parseIntFlag(flag, s.trim(), 1));
-        f.sockets = [...new Set(list)];
-        break;
-      }
-      case '--flops':
-        if (!(value in FLOP_CONVENTIONS)) {
-          throw new KloopError(`${flag}: unknown convention "${value}" (known: ${Object.keys(FLOP_CONVENTIONS).join(', ')})`);
-        }
-        f.flops = value;
-        break;
-      case '--svg':
-        f.svg = value;
-        break;
-    }
+    f.flops = v.flops;
   }
+  if (v.svg !== undefined) f.svg = v.svg;
   return f;
 }
 

@@ -5,20 +5,15 @@
  */
 import { EXECUTION_MODES, type ExecutionMode } from './calls.ts';
 import { DEFAULT_FLOP_CONVENTION } from './flops.ts';
-import { characterise, checkMeasurement, predictMode, type DecodePrediction, type PredictOptions } from './model.ts';
+import { characterise, checkMeasurement, predictMode, type DecodePrediction, type ModelCharacterisation, type PredictOptions } from './model.ts';
 import { DGX_H100, DGX_H100_SYNC, PUBLISHED, SN40L_SYNC, sn40l } from './systems.ts';
 import type { FlopConvention, ModelShape, SyncCosts, SystemSpec, Workload } from './types.ts';
 
-export interface ReportModel {
-  name: string;
-  params: number;
-  paramsGiB: number;
-  kvGiB: number;
-  gflopsPerToken: number;
-  gibPerToken: number;
-  flopsPerByte: number;
-  memoryBoundOnH100: boolean;
-}
+/** The model block of the report: Table 1's columns of the characterisation. */
+export type ReportModel = Pick<
+  ModelCharacterisation,
+  'name' | 'params' | 'paramsGiB' | 'kvGiB' | 'gflopsPerToken' | 'gibPerToken' | 'flopsPerByte' | 'memoryBoundOnH100'
+>;
 
 export interface ReportSystemRow {
   system: string;
