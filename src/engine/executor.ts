@@ -36,6 +36,18 @@ export interface Executor {
   destroy(): void;
 }
 
+/** Throws unless positions pos .. pos+steps-1 fit a context of `context` tokens. */
+export function checkPositions(pos: number, steps: number, context: number): void {
+  if (pos + steps > context) throw new KloopError(`position ${pos + steps - 1} is past the context of ${context} tokens`);
+}
+
+/** Throws unless `t` is a token id of a `vocab`-sized vocabulary; `what` names where it came from. */
+export function checkToken(t: number, vocab: number, what: string): void {
+  if (!Number.isInteger(t) || t < 0 || t >= vocab) {
+    throw new KloopError(`${what}: token id ${t} is outside the vocabulary (0..${vocab - 1})`);
+  }
+}
+
 /** The CPU oracle behind the Executor interface (host sampling, same semantics as the device). */
 export class ReferenceEngine implements Executor {
   readonly mode = 'reference' as const;
@@ -46,12 +58,8 @@ export class ReferenceEngine implements Executor {
   }
   private check(pos: number, steps: number, tokens: number[]): void {
     const c = this.model.config;
-    if (pos + steps > c.seqLen) throw new KloopError(`position ${pos + steps - 1} is past the context of ${c.seqLen} tokens`);
-    for (const t of tokens) {
-      if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
-        throw new KloopError(`input: token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
-      }
-    }
+    checkPositions(pos, steps, c.seqLen);
+    for (const t of tokens) checkToken(t, c.vocabSize, 'input');
   }
   async forward(token: number, pos: number): Promise<Float32Array> {
     this.check(pos, 1, [token]);

@@ -11,10 +11,10 @@ import { BINDING } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
 import type { AcquiredDevice } from './device.ts';
-import type { Executor, ExecutorStats } from './executor.ts';
+import { type Executor, type ExecutorStats, checkPositions, checkToken } from './executor.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
-import { type Call, type Schedule, type StageId, STAGES, buildSchedule, loopLayers } from './schedule.ts';
+import { type Call, type Schedule, type StageId, buildSchedule, loopLayers } from './schedule.ts';
 
 export type GpuMode = 'per-op' | 'per-layer' | 'looped';
 
@@ -74,6 +74,8 @@ export class GpuExecutor implements Executor {
   readonly layout: Layout;
   readonly schedule: Schedule;
   readonly loopNotes: string[];
+  /** The schedule after the looping pass (what the looped mode compiles). */
+  private readonly loopedSchedule: Schedule;
   readonly stats: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
   private readonly device: GPUDevice;
   private readonly gpu: AcquiredDevice;
@@ -120,6 +122,7 @@ export class GpuExecutor implements Executor {
     this.schedule = buildSchedule(cfg);
     const looping = loopLayers(this.schedule);
     this.loopNotes = looping.notes;
+    this.loopedSchedule = looping.schedule;
 
     device.lost.then((info) => {
       this.lost = info.message || info.reason || 'unknown reason';
@@ -208,16 +211,14 @@ export class GpuExecutor implements Executor {
 
   /** The looped call of the schedule (after the looping pass) and the stages around it. */
   private loopedParts(): { prologue: StageId[]; loop: Extract<Call, { kind: 'loop' }>; epilogue: StageId[] } {
-    const looped = loopLayers(this.schedule).schedule.calls;
+    const looped = this.loopedSchedule.calls;
     const at = looped.findIndex((c) => c.kind === 'loop');
-    const cfg = this.layout.config;
     const loop: Extract<Call, { kind: 'loop' }> =
       at >= 0
         ? (looped[at] as Extract<Call, { kind: 'loop' }>)
         : // A single layer: a loop of one iteration.
           { kind: 'loop', name: 'decoder[0]', stages: (looped.find((c) => c.kind === 'layer') as Call).stages, layers: [0], signature: '' };
     const idx = at >= 0 ? at : looped.findIndex((c) => c.kind === 'layer');
-    void cfg;
     return {
       prologue: looped.slice(0, idx).flatMap((c) => c.stages),
       loop,
@@ -464,15 +465,11 @@ export class GpuExecutor implements Executor {
   }
 
   private checkRange(pos: number, steps: number): void {
-    if (pos + steps > this.layout.context) {
-      throw new KloopError(`position ${pos + steps - 1} is past the context of ${this.layout.context} tokens`);
-    }
+    checkPositions(pos, steps, this.layout.context);
   }
 
   private checkToken(t: number, what: string): void {
-    if (!Number.isInteger(t) || t < 0 || t >= this.layout.config.vocabSize) {
-      throw new KloopError(`${what}: token id ${t} is outside the vocabulary (0..${this.layout.config.vocabSize - 1})`);
-    }
+    checkToken(t, this.layout.config.vocabSize, what);
   }
 
   async forward(token: number, pos: number): Promise<Float32Array> {
@@ -519,4 +516,3 @@ export class GpuExecutor implements Executor {
   }
 }
 
-export { STAGES };
