@@ -240,62 +240,32 @@ export function dispatchesPerStep(schedule: Schedule, mode: 'per-op' | 'per-laye
  * stage when it would read data another workgroup may still be writing (read-after-write), or
  * overwrite data another workgroup may still be reading (write-after-read). Reads of replicated
  * results, and 'own' reads of data written under the same partition, stay inside one workgroup.
+ * Loops are planned by unrolling them (see planLooped in compose.ts).
  *
- * `seq` is the stage order; when `cyclic`, the sequence repeats (a loop body) and the state at
- * its head is the join of the entry state and the state at its end.
  * Returns, per position, whether a barrier goes BEFORE that stage.
  */
-export function planBarriers(seq: readonly StageId[], cyclic = false, entry?: Hazards): { before: boolean[]; exit: Hazards } {
-  const run = (start: Hazards): { before: boolean[]; state: Hazards } => {
-    let state = cloneHazards(start);
-    const before: boolean[] = [];
-    for (const id of seq) {
-      const st = STAGES[id];
-      const need = conflicts(state, st);
-      before.push(need);
-      if (need) state = emptyHazards();
-      for (const r of st.reads) addTo(state.reads, r.buf, r.access === 'own' ? st.partition : 'any');
-      for (const w of st.writes) addTo(state.writes, w, st.partition);
-    }
-    return { before, state };
-  };
-  const start = entry ?? emptyHazards();
-  let result = run(start);
-  if (cyclic) {
-    // Fixed point: the loop head sees either the entry state or the end of the previous iteration.
-    for (let i = 0; i < 4; i++) {
-      const head = joinHazards(start, result.state);
-      const next = run(head);
-      const same = next.before.every((b, k) => b === result.before[k]);
-      result = next;
-      if (same) break;
-    }
+export function planBarriers(seq: readonly StageId[]): { before: boolean[] } {
+  let state = emptyHazards();
+  const before: boolean[] = [];
+  for (const id of seq) {
+    const st = STAGES[id];
+    const need = conflicts(state, st);
+    before.push(need);
+    if (need) state = emptyHazards();
+    for (const r of st.reads) addTo(state.reads, r.buf, r.access === 'own' ? st.partition : 'any');
+    for (const w of st.writes) addTo(state.writes, w, st.partition);
   }
-  return { before: result.before, exit: result.state };
+  return { before };
 }
 
 /** Buffers touched since the last barrier: buffer -> partitions that wrote / read it ('any' = all of it). */
-export interface Hazards {
+interface Hazards {
   writes: Map<ActBuffer, Set<Partition>>;
   reads: Map<ActBuffer, Set<Partition | 'any'>>;
 }
 
-export function emptyHazards(): Hazards {
+function emptyHazards(): Hazards {
   return { writes: new Map(), reads: new Map() };
-}
-
-function cloneHazards(h: Hazards): Hazards {
-  const c = emptyHazards();
-  for (const [k, v] of h.writes) c.writes.set(k, new Set(v));
-  for (const [k, v] of h.reads) c.reads.set(k, new Set(v));
-  return c;
-}
-
-function joinHazards(a: Hazards, b: Hazards): Hazards {
-  const c = cloneHazards(a);
-  for (const [k, v] of b.writes) for (const p of v) addTo(c.writes, k, p);
-  for (const [k, v] of b.reads) for (const p of v) addTo(c.reads, k, p);
-  return c;
 }
 
 function addTo<T>(m: Map<ActBuffer, Set<T>>, k: ActBuffer, v: T): void {
