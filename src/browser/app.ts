@@ -6,6 +6,8 @@
  */
 import * as kloop from './index.ts';
 import type { BenchResult, Executor, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
+import { isPacked } from '../loader/quant.ts';
+import type { Matrix } from '../loader/types.ts';
 
 /** One click of Generate, as recorded for window.kloop. */
 export interface RunRecord {
@@ -291,8 +293,9 @@ async function loadSelected(): Promise<LoadedModel> {
 
 function parameterCount(m: LoadedModel): number {
   const w = m.weights;
-  let n = w.tokEmb.length + w.finalNorm.length + (w.wcls === w.tokEmb ? 0 : w.wcls.length);
-  for (const l of w.layers) for (const a of Object.values(l)) if (a) n += (a as Float32Array).length;
+  const count = (a: Matrix | Float32Array): number => (isPacked(a) ? a.rows * a.cols : a.length);
+  let n = count(w.tokEmb) + w.finalNorm.length + (w.wcls === w.tokEmb ? 0 : count(w.wcls));
+  for (const l of w.layers) for (const a of Object.values(l)) if (a) n += count(a);
   return n;
 }
 

@@ -5,6 +5,7 @@
  */
 import { KloopError } from '../errors.ts';
 import type { LoadedModel, ModelConfig } from '../loader/types.ts';
+import { dequantize } from '../loader/quant.ts';
 import { ropeTable } from './reference.ts';
 
 /** Most tokens one dispatch may decode (--tokens-per-dispatch). */
@@ -143,7 +144,9 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
 export function packWeights(model: LoadedModel, layout: Layout): Record<'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2', Float32Array> {
   const c = model.config;
   const k = layout.consts;
-  const w = model.weights;
+  const w0 = model.weights;
+  // TODO packed upload
+  const w = { ...w0, tokEmb: dequantize(w0.tokEmb), wcls: dequantize(w0.wcls), layers: w0.layers.map((l) => ({ ...l, wq: dequantize(l.wq), wk: dequantize(l.wk), wv: dequantize(l.wv), wo: dequantize(l.wo), w1: dequantize(l.w1), w2: dequantize(l.w2), w3: dequantize(l.w3) })) };
   const emb = new Float32Array(layout.sizes.emb);
   emb.set(w.tokEmb, k.EMB_OFF);
   emb.set(w.finalNorm, k.FINAL_NORM_OFF);

@@ -2,7 +2,8 @@
  * The CPU reference executor: llama2.c's forward() in TypeScript with float64 activations and
  * accumulation. It is the oracle every GPU executor is compared against.
  */
-import type { LoadedModel, ModelConfig, ModelWeights } from '../loader/types.ts';
+import { dequantizeRow, isPacked, matrixRow } from '../loader/quant.ts';
+import type { LoadedModel, Matrix, ModelConfig, ModelWeights } from '../loader/types.ts';
 
 /** Inverse-RMS normalisation: out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. */
 export function rmsnorm(out: Float64Array, x: Float64Array, w: Float32Array, eps: number): void {
@@ -12,8 +13,21 @@ export function rmsnorm(out: Float64Array, x: Float64Array, w: Float32Array, eps
   for (let i = 0; i < x.length; i++) out[i] = x[i] * inv * w[i];
 }
 
-/** out[r] = W[r, :] · x  for W (rows, cols) row-major. */
-export function matvec(out: Float64Array, w: Float32Array, x: Float64Array, rows: number, cols: number, outOffset = 0): void {
+/**
+ * out[r] = W[r, :] · x  for W (rows, cols) row-major; packed matrices are decoded a row at a
+ * time (exactly, see loader/quant.ts) and accumulated in float64.
+ */
+export function matvec(out: Float64Array, w: Matrix, x: Float64Array, rows: number, cols: number, outOffset = 0): void {
+  if (isPacked(w)) {
+    const row = new Float32Array(cols);
+    for (let r = 0; r < rows; r++) {
+      dequantizeRow(w, r, row);
+      let acc = 0;
+      for (let c = 0; c < cols; c++) acc += row[c] * x[c];
+      out[outOffset + r] = acc;
+    }
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     let acc = 0;
     const base = r * cols;
@@ -103,7 +117,8 @@ export class ReferenceExecutor {
     const qDim = nHeads * headDim;
     const group = nHeads / nKvHeads;
     const x = this.x;
-    for (let i = 0; i < dim; i++) x[i] = w.tokEmb[token * dim + i];
+    const emb = matrixRow(w.tokEmb, token, dim);
+    for (let i = 0; i < dim; i++) x[i] = emb[i];
 
     for (let l = 0; l < c.nLayers; l++) {
       const lw = w.layers[l];

@@ -7,6 +7,7 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedModel } from './types.ts';
 import { fileError } from './util.ts';
+import { dequantize } from './quant.ts';
 import { permuteRows } from './permute.ts';
 import { safetensorsHeader } from './safetensors.ts';
 
@@ -45,19 +46,19 @@ export async function convertToHF(model: LoadedModel, outDir: string): Promise<v
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   const tensors: { name: string; shape: number[]; data: Float32Array }[] = [];
-  tensors.push({ name: 'model.embed_tokens.weight', shape: [vocabSize, dim], data: w.tokEmb });
+  tensors.push({ name: 'model.embed_tokens.weight', shape: [vocabSize, dim], data: dequantize(w.tokEmb) });
   w.layers.forEach((l, i) => {
     const p = `model.layers.${i}.`;
     tensors.push(
       { name: `${p}input_layernorm.weight`, shape: [dim], data: l.attnNorm },
-      { name: `${p}self_attn.q_proj.weight`, shape: [qDim, dim], data: permuteRows(l.wq, nHeads, headDim, dim) },
-      { name: `${p}self_attn.k_proj.weight`, shape: [kvDim, dim], data: permuteRows(l.wk, nKvHeads, headDim, dim) },
-      { name: `${p}self_attn.v_proj.weight`, shape: [kvDim, dim], data: l.wv },
-      { name: `${p}self_attn.o_proj.weight`, shape: [dim, qDim], data: l.wo },
+      { name: `${p}self_attn.q_proj.weight`, shape: [qDim, dim], data: permuteRows(dequantize(l.wq), nHeads, headDim, dim) },
+      { name: `${p}self_attn.k_proj.weight`, shape: [kvDim, dim], data: permuteRows(dequantize(l.wk), nKvHeads, headDim, dim) },
+      { name: `${p}self_attn.v_proj.weight`, shape: [kvDim, dim], data: dequantize(l.wv) },
+      { name: `${p}self_attn.o_proj.weight`, shape: [dim, qDim], data: dequantize(l.wo) },
       { name: `${p}post_attention_layernorm.weight`, shape: [dim], data: l.ffnNorm },
-      { name: `${p}mlp.gate_proj.weight`, shape: [hiddenDim, dim], data: l.w1 },
-      { name: `${p}mlp.up_proj.weight`, shape: [hiddenDim, dim], data: l.w3 },
-      { name: `${p}mlp.down_proj.weight`, shape: [dim, hiddenDim], data: l.w2 },
+      { name: `${p}mlp.gate_proj.weight`, shape: [hiddenDim, dim], data: dequantize(l.w1) },
+      { name: `${p}mlp.up_proj.weight`, shape: [hiddenDim, dim], data: dequantize(l.w3) },
+      { name: `${p}mlp.down_proj.weight`, shape: [dim, hiddenDim], data: dequantize(l.w2) },
     );
     if (c.attentionBias) {
       if (!l.bq || !l.bk || !l.bv) throw fileError(outDir, `layer ${i} has no q/k/v biases although the config says attentionBias`);
@@ -69,7 +70,7 @@ export async function convertToHF(model: LoadedModel, outDir: string): Promise<v
     }
   });
   tensors.push({ name: 'model.norm.weight', shape: [dim], data: w.finalNorm });
-  if (!c.tiedEmbeddings) tensors.push({ name: 'lm_head.weight', shape: [vocabSize, dim], data: w.wcls });
+  if (!c.tiedEmbeddings) tensors.push({ name: 'lm_head.weight', shape: [vocabSize, dim], data: dequantize(w.wcls) });
   for (const t of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== n) throw fileError(outDir, `tensor ${t.name} has ${t.data.length} values, its shape [${t.shape.join(', ')}] needs ${n}`);

@@ -342,8 +342,8 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
         lw.bv = await load(`${p}attn_v.bias`, [kvDim]);
       }
       if (archInfo.rotateHalf) {
-        lw.wq = unpermuteRows(lw.wq, nHeads, headDim, dim);
-        lw.wk = unpermuteRows(lw.wk, nKvHeads, headDim, dim);
+        lw.wq = unpermuteRows(lw.wq as Float32Array, nHeads, headDim, dim);
+        lw.wk = unpermuteRows(lw.wk as Float32Array, nKvHeads, headDim, dim);
         if (lw.bq) lw.bq = unpermuteRows(lw.bq, nHeads, headDim, 1);
         if (lw.bk) lw.bk = unpermuteRows(lw.bk, nKvHeads, headDim, 1);
       }

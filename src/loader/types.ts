@@ -2,7 +2,8 @@
  * The in-memory model every loader produces and every executor consumes.
  *
  * Conventions (whatever the file format on disk):
- * - Matrices are row-major [out, in] Float32Arrays.
+ * - Matrices are row-major [out, in]: a Float32Array, or a PackedMatrix holding the file's own
+ *   16-bit or block-quantized encoding (kept packed on the device, dequantized inside kernels).
  * - RoPE rotates ADJACENT pairs (2i, 2i+1) inside each head, as llama2.c and GGUF do.
  *   Loaders of Hugging Face checkpoints (rotate_half) un-permute wq/wk (and bq/bk) rows on load.
  * - The FFN is SwiGLU: out = w2 · (silu(w1 · x) * (w3 · x)); w1 = gate, w3 = up, w2 = down.
@@ -38,27 +39,45 @@ export interface ModelConfig {
   eosIds?: number[];
 }
 
+/** Weight encodings kloop keeps as they are (ggml's block layouts for the quantized ones). */
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q5_k' | 'q6_k';
+
+/**
+ * A matrix [rows, cols] in a packed encoding: `data` holds rows * (cols / blockElems) blocks of
+ * blockBytes each (see FORMATS in quant.ts), row after row, byte for byte as ggml stores them.
+ * f16/bf16 are little-endian 16-bit values (blocks of one).
+ */
+export interface PackedMatrix {
+  readonly type: Exclude<WeightType, 'f32'>;
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Uint8Array;
+}
+
+/** A weight matrix: float32 values, or a packed encoding. */
+export type Matrix = Float32Array | PackedMatrix;
+
 export interface LayerWeights {
   attnNorm: Float32Array; // (dim)
-  wq: Float32Array; // (nHeads * headDim, dim)
-  wk: Float32Array; // (nKvHeads * headDim, dim)
-  wv: Float32Array; // (nKvHeads * headDim, dim)
-  wo: Float32Array; // (dim, nHeads * headDim)
+  wq: Matrix; // (nHeads * headDim, dim)
+  wk: Matrix; // (nKvHeads * headDim, dim)
+  wv: Matrix; // (nKvHeads * headDim, dim)
+  wo: Matrix; // (dim, nHeads * headDim)
   bq?: Float32Array; // (nHeads * headDim), only when attentionBias
   bk?: Float32Array; // (nKvHeads * headDim)
   bv?: Float32Array; // (nKvHeads * headDim)
   ffnNorm: Float32Array; // (dim)
-  w1: Float32Array; // gate (hiddenDim, dim)
-  w2: Float32Array; // down (dim, hiddenDim)
-  w3: Float32Array; // up (hiddenDim, dim)
+  w1: Matrix; // gate (hiddenDim, dim)
+  w2: Matrix; // down (dim, hiddenDim)
+  w3: Matrix; // up (hiddenDim, dim)
 }
 
 export interface ModelWeights {
-  tokEmb: Float32Array; // (vocabSize, dim)
+  tokEmb: Matrix; // (vocabSize, dim)
   layers: LayerWeights[]; // (nLayers)
   finalNorm: Float32Array; // (dim)
   /** Classifier (vocabSize, dim); the same array as tokEmb when tiedEmbeddings. */
-  wcls: Float32Array;
+  wcls: Matrix;
 }
 
 /** Text <-> ids. One implementation: tokenizer.json through @huggingface/tokenizers. */

@@ -184,7 +184,7 @@ export function checkFinite(a: Float32Array, file: string, name: string): void {
   }
 }
 
-const F16_TABLE = (() => {
+export const F16_TABLE = (() => {
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
     const s = h & 0x8000 ? -1 : 1;

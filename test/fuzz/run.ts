@@ -5,7 +5,8 @@ import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KloopError } from '../../src/errors.ts';
 import { convertToHF, loadLlama2cTokenizer, loadModel } from '../../src/loader/index.ts';
-import type { LoadedModel, Tokenizer } from '../../src/loader/types.ts';
+import { dequantize, matrixBytes } from '../../src/loader/quant.ts';
+import type { LoadedModel, Matrix, Tokenizer } from '../../src/loader/types.ts';
 import { modelsDir } from '../helpers/paths.ts';
 import {
   type Target, type Variant, ggufMutators, hfConfigMutators, hfTokenizerMutators, llama2cModelMutators, llama2cTokMutators,
@@ -59,7 +60,7 @@ function exerciseTokenizer(tok: Tokenizer, vocab: number): string | null {
 function checkModel(m: LoadedModel, fileBytes: number): string | null {
   const c = m.config;
   const w = m.weights;
-  const arrays: [string, Float32Array, number][] = [
+  const arrays: [string, Matrix, number][] = [
     ['tokEmb', w.tokEmb, c.vocabSize * c.dim],
     ['finalNorm', w.finalNorm, c.dim],
     ['wcls', w.wcls, c.vocabSize * c.dim],
@@ -75,11 +76,12 @@ function checkModel(m: LoadedModel, fileBytes: number): string | null {
     );
   });
   let bytes = 0;
-  const seen = new Set<Float32Array>();
-  for (const [name, a, n] of arrays) {
+  const seen = new Set<Matrix>();
+  for (const [name, m, n] of arrays) {
+    if (!seen.has(m)) bytes += matrixBytes(m);
+    seen.add(m);
+    const a = dequantize(m);
     if (a.length !== n) return `${name} has ${a.length} values, the config implies ${n}`;
-    if (!seen.has(a)) bytes += a.byteLength;
-    seen.add(a);
     for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return `${name} holds a non-finite value at ${i} (loaded silently)`;
   }
   if (bytes > 2 * fileBytes + 4096) return `weights take ${bytes} bytes, more than twice the ${fileBytes} bytes of the files`;

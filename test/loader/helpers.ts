@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import { KloopError } from '../../src/errors.ts';
+import type { Matrix } from '../../src/loader/types.ts';
 
 /** Expect `p` to reject with a one-line KloopError matching `re`. */
 export async function expectKloopError(p: Promise<unknown>, re: RegExp): Promise<void> {
@@ -13,7 +14,9 @@ export async function expectKloopError(p: Promise<unknown>, re: RegExp): Promise
 }
 
 /** Fast bitwise equality of float arrays (vitest's deep equality is slow on large arrays). */
-export function expectSameF32(a: Float32Array | undefined, b: Float32Array | undefined, what = ''): void {
+export function expectSameF32(ma: Matrix | undefined, mb: Matrix | undefined, what = ''): void {
+  const a = ma as Float32Array | undefined;
+  const b = mb as Float32Array | undefined;
   expect(a, what).toBeInstanceOf(Float32Array);
   expect(b, what).toBeInstanceOf(Float32Array);
   expect(a!.length, what).toBe(b!.length);

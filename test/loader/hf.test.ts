@@ -69,8 +69,8 @@ describe('Hugging Face folders', () => {
     expect(header['lm_head.weight']).toBeUndefined();
     const stored = new Float32Array(raw.buffer.slice(raw.byteOffset + 8 + n + q.data_offsets[0], raw.byteOffset + 8 + n + q.data_offsets[1]));
     // HF row 1 (head 0) is llama2.c row 2; HF row 4 is llama2.c row 1 (head size 8).
-    expect(stored.subarray(64, 128)).toEqual(bin.weights.layers[0]!.wq.subarray(128, 192));
-    expect(stored.subarray(256, 320)).toEqual(bin.weights.layers[0]!.wq.subarray(64, 128));
+    expect(stored.subarray(64, 128)).toEqual((bin.weights.layers[0]!.wq as Float32Array).subarray(128, 192));
+    expect(stored.subarray(256, 320)).toEqual((bin.weights.layers[0]!.wq as Float32Array).subarray(64, 128));
 
     const hf = await loadModel(dir);
     expect(hf.format).toBe('hf');
@@ -88,7 +88,7 @@ describe('Hugging Face folders', () => {
     const m: LoadedModel = structuredClone({ ...bin, tokenizer: undefined }) as unknown as LoadedModel;
     m.tokenizer = bin.tokenizer;
     m.config = { ...bin.config, tiedEmbeddings: false, attentionBias: true, eosIds: [2, 0] };
-    m.weights.wcls = m.weights.tokEmb.map((v) => v * 2);
+    m.weights.wcls = (m.weights.tokEmb as Float32Array).map((v) => v * 2);
     m.weights.layers.forEach((l, i) => {
       l.bq = Float32Array.from({ length: 64 }, (_, j) => i + j / 64);
       l.bk = Float32Array.from({ length: 32 }, (_, j) => -i - j / 32);

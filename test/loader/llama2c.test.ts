@@ -34,7 +34,7 @@ describe('llama2.c checkpoints', () => {
       bosId: 1,
       eosId: 2,
     });
-    const w = m.weights;
+    const w = m.weights as unknown as { tokEmb: Float32Array; wcls: Float32Array; finalNorm: Float32Array; layers: Record<string, Float32Array>[] };
     expect(w.wcls).toBe(w.tokEmb);
     expect(w.tokEmb.length).toBe(512 * 64);
     expect(w.layers).toHaveLength(5);
