@@ -8,19 +8,55 @@
  */
 import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
 import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
-import { EMBED_WGSL } from '../kernels-wgsl/embed.wgsl.ts';
-import { matvecItems, matvecWgsl } from '../kernels-wgsl/matvec.wgsl.ts';
+import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
+import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
+import { type MatOperand, type MatSegment, matvecItems, matvecWgsl, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
 import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
 import { sampleWgsl } from '../kernels-wgsl/sample.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
-import type { Layout } from './layout.ts';
+import type { Layout, SlotName } from './layout.ts';
 import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
 
 function header(layout: Layout): string {
   const lines = Object.entries(layout.consts).map(([k, v]) => `const ${k}: u32 = ${v}u;`);
   lines.push(`const EPS: f32 = ${layout.config.normEps.toExponential()};`);
   return lines.join('\n');
+}
+
+const WBUF = { emb: 'w_emb', attn: 'w_attn', ffn1: 'w_ffn1', ffn3: 'w_ffn3', ffn2: 'w_ffn2' } as const;
+
+/** Per-layer type tables (only for matrices whose encoding differs between layers). */
+function typeTables(layout: Layout): string {
+  return Object.entries(layout.slots)
+    .filter(([, s]) => new Set(s.types).size > 1)
+    .map(([name, s]) => `var<private> TY_${name.toUpperCase()}: array<u32, ${s.types.length}> = array<u32, ${s.types.length}>(${s.types.map((t) => `${TYPE_CODE[t]}u`).join(', ')});`)
+    .join('\n');
+}
+
+/** The decoders every stage of this layout may call: one unit dot per (encoding, width, buffer), one value read for the embedding. */
+function decoders(layout: Layout): string {
+  const out = new Map<string, string>();
+  for (const s of Object.values(layout.slots)) {
+    for (const t of new Set(s.types)) {
+      if (t === 'f32') continue;
+      const name = unitDotName(t, s.cols, WBUF[s.buf]);
+      if (!out.has(name)) out.set(name, unitDotWgsl(t, WBUF[s.buf], unitElems(t, s.cols)).replace(`fn ud_${t}_`, `fn ${name.replace(/_w_.*$/, '')}_`));
+    }
+  }
+  const emb = layout.slots.emb.types[0];
+  return [DEQUANT_HELPERS, typeTables(layout), ...out.values(), elemWgsl(emb, 'w_emb')].join('\n');
+}
+
+/** One matrix slot as a matvec operand segment starting at output row r0. */
+function segment(layout: Layout, name: SlotName, r0: number): MatSegment {
+  const s = layout.slots[name];
+  const types = [...new Set(s.types)];
+  return {
+    r0, rows: s.rows, types,
+    base: s.stride ? `layer * ${s.stride} + ${s.off}` : s.off,
+    typeOf: types.length > 1 ? `TY_${name.toUpperCase()}[layer]` : undefined,
+  };
 }
 
 /** The WGSL function of each stage, instantiated for this layout. */
@@ -30,33 +66,34 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   const { wg, lanes } = layout.kernel;
   const mv = { lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false };
   const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
+  const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
   return {
-    embed: EMBED_WGSL,
+    embed: embedWgsl(layout.slots.emb.types[0], c.dim),
     attn_norm: rmsnormWgsl({ name: 'attn_norm', input: 'A_X', output: 'A_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
     qkv: matvecWgsl({
-      ...mv, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'A_XN', weights: 'w_attn',
-      base: 'layer * ATTN_STRIDE + WQKV_OFF', epilogue: `st(A_Q + r, a0${bias});`,
+      ...mv, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'A_XN',
+      a: { buf: 'w_attn', segs: [segment(layout, 'wq', 0), segment(layout, 'wk', k.QD), segment(layout, 'wv', k.QD + k.KVD)] },
+      epilogue: `st(A_Q + r, a0${bias});`,
     }),
     rope_append: ROPE_APPEND_WGSL,
     attention: layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
     wo_residual: matvecWgsl({
-      ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', weights: 'w_attn',
-      base: 'layer * ATTN_STRIDE + WO_OFF', epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
+      ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', a: op('wo'),
+      epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
     }),
     ffn_norm: rmsnormWgsl({ name: 'ffn_norm', input: 'A_H', output: 'A_XN', weights: 'w_ffn1', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
     gate_up: matvecWgsl({
-      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', weights: 'w_ffn1',
-      base: 'layer * FFN_STRIDE + W1_OFF', weights2: 'w_ffn3', base2: 'layer * W3_STRIDE',
+      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', a: op('w1'), b: op('w3'),
       epilogue: 'st(A_G + r, a0 / (1.0 + exp(-a0)) * a1);',
     }),
     down_residual: matvecWgsl({
-      ...mv, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'A_G', weights: 'w_ffn2',
-      base: 'layer * W2_STRIDE', epilogue: 'st(A_X + r, ld(A_H + r) + a0);',
+      ...mv, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'A_G', a: op('w2'),
+      epilogue: 'st(A_X + r, ld(A_H + r) + a0);',
     }),
     final_norm: rmsnormWgsl({ name: 'final_norm', input: 'A_X', output: 'A_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
     classifier: matvecWgsl({
-      ...mv, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'A_XN', weights: 'w_emb',
-      base: 'WCLS_OFF', epilogue: 'st(A_LOGITS + r, a0);',
+      ...mv, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'A_XN', a: op('cls'),
+      epilogue: 'st(A_LOGITS + r, a0);',
     }),
     sample: sampleWgsl(layout.kernel.style ?? 'gpu'),
   };
@@ -77,7 +114,7 @@ export function stageItems(id: StageId, layout: Layout): number {
 
 function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = stageFunctions(layout);
-  return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
 
 const ENTRY_ARGS =

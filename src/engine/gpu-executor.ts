@@ -12,7 +12,7 @@ import type { LoadedModel } from '../loader/types.ts';
 import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
 import type { AcquiredDevice } from './device.ts';
 import { type Executor, type ExecutorStats, checkPositions, checkToken } from './executor.ts';
-import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights } from './layout.ts';
+import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 import { type Call, type Schedule, type StageId, buildSchedule, loopLayers } from './schedule.ts';
 
@@ -110,7 +110,7 @@ export class GpuExecutor implements Executor {
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
       throw new KloopError(`--context ${context}: must be an integer in [1, ${cfg.seqLen}] for ${model.name}`);
     }
-    this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize);
+    this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize, weightTypesOf(model.weights));
     this.k = opts.tokensPerDispatch ?? 1;
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
       throw new KloopError(`--tokens-per-dispatch ${this.k}: must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}]`);

@@ -4,8 +4,9 @@
  * offsets become WGSL constants, so every kernel shape addresses the same layout.
  */
 import { KloopError } from '../errors.ts';
-import type { LoadedModel, ModelConfig } from '../loader/types.ts';
-import { dequantize } from '../loader/quant.ts';
+import type { LoadedModel, Matrix, ModelConfig, ModelWeights, WeightType } from '../loader/types.ts';
+import { DEVICE_BLOCKS, deviceRowWords } from '../kernels-wgsl/dequant.wgsl.ts';
+import { FORMATS, isPacked, matrixType } from '../loader/quant.ts';
 import { ropeTable } from './reference.ts';
 
 /** Most tokens one dispatch may decode (--tokens-per-dispatch). */
@@ -30,6 +31,52 @@ export interface KernelOptions {
   vec4?: boolean;
 }
 
+const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
+
+/** The weight matrices of a decoder layer, by role. */
+export const LAYER_MATRICES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w3', 'w2'] as const;
+export type LayerMatrix = (typeof LAYER_MATRICES)[number];
+
+/** The encoding of every weight matrix of a model (what the device holds and the kernels decode). */
+export interface WeightTypes {
+  emb: WeightType;
+  cls: WeightType;
+  layers: Record<LayerMatrix, WeightType>[];
+}
+
+export function weightTypesOf(w: ModelWeights): WeightTypes {
+  return {
+    emb: matrixType(w.tokEmb),
+    cls: matrixType(w.wcls),
+    layers: w.layers.map((l) => Object.fromEntries(LAYER_MATRICES.map((m) => [m, matrixType(l[m])])) as Record<LayerMatrix, WeightType>),
+  };
+}
+
+/** Every matrix in float32 (synthetic shapes, the device model). */
+export function f32Types(c: ModelConfig): WeightTypes {
+  const l = Object.fromEntries(LAYER_MATRICES.map((m) => [m, 'f32'])) as Record<LayerMatrix, WeightType>;
+  return { emb: 'f32', cls: 'f32', layers: Array.from({ length: c.nLayers }, () => ({ ...l })) };
+}
+
+/**
+ * Where one weight matrix (or one per layer) lives: buffer, word offset inside the layer's
+ * stride (a WGSL constant), and its encoding per layer. A layer's slot is sized for the largest
+ * encoding any layer uses, so every layer shares the offsets.
+ */
+export interface MatrixSlot {
+  buf: 'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2';
+  /** WGSL constant holding the word offset. */
+  off: string;
+  /** WGSL constant of the per-layer stride, or undefined for the embedding buffer. */
+  stride?: string;
+  rows: number;
+  cols: number;
+  /** Encoding of each layer (one entry outside the layers). */
+  types: WeightType[];
+}
+
+export type SlotName = LayerMatrix | 'emb' | 'cls';
+
 export interface Layout {
   config: ModelConfig;
   /** Positions the KV cache holds (<= config.seqLen). */
@@ -38,21 +85,25 @@ export interface Layout {
   tile: number;
   /** Constants of the WGSL header. */
   consts: Record<string, number>;
-  /** Float counts of each weight buffer. */
+  /** Word counts of each buffer (weights: u32 words; kv, act, ctl: 4-byte values). */
   sizes: { emb: number; attn: number; ffn1: number; ffn3: number; ffn2: number; kv: number; act: number; ctl: number };
   maxSlots: number;
+  /** Every weight matrix's place and encoding. */
+  slots: Record<SlotName, MatrixSlot>;
+  /** Weight bytes one decode step reads (packed sizes: every layer's norms and matrices, the classifier, one embedding row). */
+  weightBytesPerToken: number;
 }
 
-const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
-
-export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: number, workgroupStorage: number): Layout {
+export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: number, workgroupStorage: number, typesIn?: WeightTypes): Layout {
   let kernel = kernelIn;
+  const types = typesIn ?? f32Types(c);
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize, nLayers } = c;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   const qkvRows = qDim + 2 * kvDim;
   if (headDim % 2 !== 0) throw new KloopError(`model: head size ${headDim} is odd; RoPE needs pairs`);
   if (nHeads % nKvHeads !== 0) throw new KloopError(`model: ${nHeads} heads not a multiple of ${nKvHeads} KV heads`);
+  if (types.layers.length !== nLayers) throw new KloopError(`model: weight types for ${types.layers.length} layers, config has ${nLayers}`);
   const { wg, lanes } = kernel;
   if ((wg & (wg - 1)) !== 0 || (lanes & (lanes - 1)) !== 0 || lanes > wg) {
     throw new KloopError(`kernel: workgroup size ${wg} and lanes ${lanes} must be powers of two with lanes <= size`);
@@ -62,37 +113,69 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   const room = Math.floor((workgroupStorage - fixed) / 4);
   if (room < 64) {
     throw new KloopError(
-      `context ${context}: attention scores do not fit this adapter's ${workgroupStorage} bytes of workgroup memory; use a shorter --context`,
+      `context ${context}: attention scores do not fit this adapter's ${workgroupStorage} bytes of workgroup memory; use a shorter context`,
     );
   }
   const maxCols = Math.max(dim, qDim, hiddenDim);
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
   const fit = Math.floor(Math.min(room, align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
+  if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
+  // Packed rows are walked in units of up to 32 values: a tile that splits a row must keep units whole.
+  const packedAny = [types.emb, types.cls, ...types.layers.flatMap((l) => Object.values(l))].some((t) => t !== 'f32');
+  if (packedAny && tile < maxCols && tile % 32 !== 0) throw new KloopError(`kernel: tile ${tile} must be a multiple of 32 for packed weights`);
   const widths4 = [dim, qDim, hiddenDim].every((n) => n % 4 === 0) && tile % 4 === 0;
   if (kernel.vec4 && !widths4) throw new KloopError(`kernel: vec4 weights need matrix widths and the tile (${tile}) to be multiples of 4`);
   kernel = { ...kernel, vec4: kernel.vec4 ?? (kernel.style === 'gpu' && widths4) };
-  if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
+
+  const words = (t: WeightType, rows: number, cols: number): number => {
+    try {
+      return rows * deviceRowWords(t, cols);
+    } catch {
+      throw new KloopError(`model: a ${t} matrix of width ${cols} does not divide into ${t} blocks`);
+    }
+  };
+  const layerTypes = (m: LayerMatrix): WeightType[] => types.layers.map((l) => l[m]);
+  const maxWords = (m: LayerMatrix, rows: number, cols: number): number => Math.max(...layerTypes(m).map((t) => words(t, rows, cols)));
 
   const ropeFloats = context * headDim; // (context, headDim/2, 2)
   const EMB_OFF = 0;
-  const FINAL_NORM_OFF = align(vocabSize * dim);
+  const FINAL_NORM_OFF = align(words(types.emb, vocabSize, dim));
   const ROPE_OFF = align(FINAL_NORM_OFF + dim);
   const WCLS_OFF = c.tiedEmbeddings ? EMB_OFF : align(ROPE_OFF + ropeFloats);
-  const embSize = c.tiedEmbeddings ? ROPE_OFF + ropeFloats : WCLS_OFF + vocabSize * dim;
+  const embSize = c.tiedEmbeddings ? ROPE_OFF + ropeFloats : WCLS_OFF + words(types.cls, vocabSize, dim);
 
   const ATTN_NORM_OFF = 0;
-  const WQKV_OFF = align(dim);
-  const BQKV_OFF = align(WQKV_OFF + qkvRows * dim);
+  const WQ_OFF = align(dim);
+  const WK_OFF = align(WQ_OFF + maxWords('wq', qDim, dim));
+  const WV_OFF = align(WK_OFF + maxWords('wk', kvDim, dim));
+  const BQKV_OFF = align(WV_OFF + maxWords('wv', kvDim, dim));
   const WO_OFF = align(BQKV_OFF + (c.attentionBias ? qkvRows : 0));
-  const ATTN_STRIDE = align(WO_OFF + dim * qDim);
+  const ATTN_STRIDE = align(WO_OFF + maxWords('wo', dim, qDim));
 
   // Gate and up in separate buffers: each stays under the binding limit twice as long.
   const FFN_NORM_OFF = 0;
   const W1_OFF = align(dim);
-  const FFN_STRIDE = align(W1_OFF + hiddenDim * dim);
-  const W3_STRIDE = align(hiddenDim * dim);
-  const W2_STRIDE = align(dim * hiddenDim);
+  const FFN_STRIDE = align(W1_OFF + maxWords('w1', hiddenDim, dim));
+  const W3_STRIDE = align(maxWords('w3', hiddenDim, dim));
+  const W2_STRIDE = align(maxWords('w2', dim, hiddenDim));
+
+  const slots: Record<SlotName, MatrixSlot> = {
+    emb: { buf: 'emb', off: 'EMB_OFF', rows: vocabSize, cols: dim, types: [types.emb] },
+    cls: { buf: 'emb', off: 'WCLS_OFF', rows: vocabSize, cols: dim, types: [c.tiedEmbeddings ? types.emb : types.cls] },
+    wq: { buf: 'attn', off: 'WQ_OFF', stride: 'ATTN_STRIDE', rows: qDim, cols: dim, types: layerTypes('wq') },
+    wk: { buf: 'attn', off: 'WK_OFF', stride: 'ATTN_STRIDE', rows: kvDim, cols: dim, types: layerTypes('wk') },
+    wv: { buf: 'attn', off: 'WV_OFF', stride: 'ATTN_STRIDE', rows: kvDim, cols: dim, types: layerTypes('wv') },
+    wo: { buf: 'attn', off: 'WO_OFF', stride: 'ATTN_STRIDE', rows: dim, cols: qDim, types: layerTypes('wo') },
+    w1: { buf: 'ffn1', off: 'W1_OFF', stride: 'FFN_STRIDE', rows: hiddenDim, cols: dim, types: layerTypes('w1') },
+    w3: { buf: 'ffn3', off: 'W3_OFF', stride: 'W3_STRIDE', rows: hiddenDim, cols: dim, types: layerTypes('w3') },
+    w2: { buf: 'ffn2', off: 'W2_OFF', stride: 'W2_STRIDE', rows: dim, cols: hiddenDim, types: layerTypes('w2') },
+  };
+  const matBytes = (s: MatrixSlot): number => s.types.reduce((a, t) => a + words(t, s.rows, s.cols) * 4, 0);
+  const weightBytesPerToken =
+    LAYER_MATRICES.reduce((a, m) => a + matBytes(slots[m]), 0) +
+    nLayers * (2 * dim + (c.attentionBias ? qkvRows : 0)) * 4 +
+    matBytes(slots.cls) + deviceRowWords(types.emb, dim) * 4 + dim * 4 + headDim * 4;
 
   // Activations (u32 words holding f32 bits).
   let a = 0;
@@ -126,13 +209,13 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
     GROUP: nHeads / nKvHeads, VOCAB: vocabSize, SEQ: context, NLAYERS: nLayers,
     DW: dw, PG: Math.floor(wg / dw),
     EMB_OFF, FINAL_NORM_OFF, ROPE_OFF, WCLS_OFF,
-    ATTN_STRIDE, ATTN_NORM_OFF, WQKV_OFF, BQKV_OFF, WO_OFF,
-    FFN_STRIDE, FFN_NORM_OFF, W1_OFF, W3_STRIDE, W2_STRIDE,
+    ATTN_STRIDE, ATTN_NORM_OFF, WQ_OFF, WK_OFF, WV_OFF, BQKV_OFF, WO_OFF,
+    FFN_STRIDE, FFN_NORM_OFF, W1_OFF, W3_OFF: 0, W2_OFF: 0, W3_STRIDE, W2_STRIDE,
     A_X, A_H, A_XN, A_Q, A_K, A_V, A_ATT, A_G, A_LOGITS,
     C_ABORT, C_TOKENS, C_SLOTS, SLOT_WORDS,
   };
   return {
-    config: c, context, kernel, tile, consts, maxSlots,
+    config: c, context, kernel, tile, consts, maxSlots, slots, weightBytesPerToken,
     sizes: {
       emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
       kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
@@ -140,44 +223,80 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   };
 }
 
-/** Packs the model's weights into the four stacked weight buffers of `layout`. */
-export function packWeights(model: LoadedModel, layout: Layout): Record<'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2', Float32Array> {
+/** Bytes the weight buffers take on the device. */
+export function weightBufferBytes(layout: Layout): number {
+  const s = layout.sizes;
+  return (s.emb + s.attn + s.ffn1 + s.ffn3 + s.ffn2) * 4;
+}
+
+/**
+ * Writes matrix `m` (rows x cols) into `out` at word `at` in its device encoding: f32 values as
+ * their bits, 16-bit values two to a word, quantized blocks word-aligned (DEVICE_BLOCKS).
+ */
+export function writeMatrix(out: Uint32Array, at: number, m: Matrix, rows: number, cols: number, what: string): void {
+  if (!isPacked(m)) {
+    if (m.length !== rows * cols) throw new KloopError(`${what}: ${m.length} values, expected ${rows}x${cols}`);
+    new Float32Array(out.buffer, out.byteOffset + at * 4, m.length).set(m);
+    return;
+  }
+  if (m.rows !== rows || m.cols !== cols) throw new KloopError(`${what}: a ${m.rows}x${m.cols} matrix, expected ${rows}x${cols}`);
+  const f = FORMATS[m.type];
+  const d = DEVICE_BLOCKS[m.type];
+  const bytes = new Uint8Array(out.buffer, out.byteOffset + at * 4, rows * deviceRowWords(m.type, cols) * 4);
+  if (m.type === 'f16' || m.type === 'bf16') {
+    bytes.set(m.data);
+    return;
+  }
+  const blocks = (rows * cols) / f.blockElems;
+  const db = d.words * 4;
+  for (let i = 0; i < blocks; i++) {
+    const src = i * f.blockBytes;
+    const dst = i * db;
+    if (d.headPad) {
+      bytes[dst] = m.data[src];
+      bytes[dst + 1] = m.data[src + 1];
+      bytes.set(m.data.subarray(src + 2, src + f.blockBytes), dst + 2 + d.headPad);
+    } else {
+      bytes.set(m.data.subarray(src, src + f.blockBytes), dst);
+    }
+  }
+}
+
+/** Packs the model's weights into the five stacked weight buffers of `layout` (u32 words). */
+export function packWeights(model: LoadedModel, layout: Layout): Record<'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2', Uint32Array> {
   const c = model.config;
   const k = layout.consts;
-  const w0 = model.weights;
-  // TODO packed upload
-  const w = { ...w0, tokEmb: dequantize(w0.tokEmb), wcls: dequantize(w0.wcls), layers: w0.layers.map((l) => ({ ...l, wq: dequantize(l.wq), wk: dequantize(l.wk), wv: dequantize(l.wv), wo: dequantize(l.wo), w1: dequantize(l.w1), w2: dequantize(l.w2), w3: dequantize(l.w3) })) };
-  const emb = new Float32Array(layout.sizes.emb);
-  emb.set(w.tokEmb, k.EMB_OFF);
-  emb.set(w.finalNorm, k.FINAL_NORM_OFF);
-  const rope = ropeTable({ ...c, seqLen: layout.context });
-  emb.set(Float32Array.from(rope), k.ROPE_OFF);
-  if (!c.tiedEmbeddings) emb.set(w.wcls, k.WCLS_OFF);
+  const w = model.weights;
+  const S = layout.slots;
+  const f32 = (out: Uint32Array, at: number, v: ArrayLike<number>) => new Float32Array(out.buffer, out.byteOffset + at * 4, v.length).set(v);
+  const emb = new Uint32Array(layout.sizes.emb);
+  writeMatrix(emb, k.EMB_OFF, w.tokEmb, c.vocabSize, c.dim, 'token embedding');
+  f32(emb, k.FINAL_NORM_OFF, w.finalNorm);
+  f32(emb, k.ROPE_OFF, ropeTable({ ...c, seqLen: layout.context }));
+  if (!c.tiedEmbeddings) writeMatrix(emb, k.WCLS_OFF, w.wcls, c.vocabSize, c.dim, 'classifier');
 
-  const attn = new Float32Array(layout.sizes.attn);
-  const ffn1 = new Float32Array(layout.sizes.ffn1);
-  const ffn3 = new Float32Array(layout.sizes.ffn3);
-  const ffn2 = new Float32Array(layout.sizes.ffn2);
+  const attn = new Uint32Array(layout.sizes.attn);
+  const ffn1 = new Uint32Array(layout.sizes.ffn1);
+  const ffn3 = new Uint32Array(layout.sizes.ffn3);
+  const ffn2 = new Uint32Array(layout.sizes.ffn2);
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;
+  const bufs = { attn, ffn1, ffn3, ffn2 };
   w.layers.forEach((l, n) => {
     const a = n * k.ATTN_STRIDE;
-    attn.set(l.attnNorm, a + k.ATTN_NORM_OFF);
-    attn.set(l.wq, a + k.WQKV_OFF);
-    attn.set(l.wk, a + k.WQKV_OFF + qDim * c.dim);
-    attn.set(l.wv, a + k.WQKV_OFF + (qDim + kvDim) * c.dim);
+    f32(attn, a + k.ATTN_NORM_OFF, l.attnNorm);
+    for (const m of LAYER_MATRICES) {
+      const s = S[m];
+      const base = n * k[s.stride!] + k[s.off];
+      writeMatrix(bufs[s.buf as keyof typeof bufs], base, l[m], s.rows, s.cols, `layer ${n} ${m}`);
+    }
     if (c.attentionBias) {
       if (!l.bq || !l.bk || !l.bv) throw new KloopError(`${model.source}: layer ${n} lacks the q/k/v biases its config announces`);
-      attn.set(l.bq, a + k.BQKV_OFF);
-      attn.set(l.bk, a + k.BQKV_OFF + qDim);
-      attn.set(l.bv, a + k.BQKV_OFF + qDim + kvDim);
+      f32(attn, a + k.BQKV_OFF, l.bq);
+      f32(attn, a + k.BQKV_OFF + qDim, l.bk);
+      f32(attn, a + k.BQKV_OFF + qDim + kvDim, l.bv);
     }
-    attn.set(l.wo, a + k.WO_OFF);
-    const f = n * k.FFN_STRIDE;
-    ffn1.set(l.ffnNorm, f + k.FFN_NORM_OFF);
-    ffn1.set(l.w1, f + k.W1_OFF);
-    ffn3.set(l.w3, n * k.W3_STRIDE);
-    ffn2.set(l.w2, n * k.W2_STRIDE);
+    f32(ffn1, n * k.FFN_STRIDE + k.FFN_NORM_OFF, l.ffnNorm);
   });
   return { emb, attn, ffn1, ffn3, ffn2 };
 }

@@ -100,13 +100,14 @@ fn ${name}(v: ${t}, lid: u32) -> ${t} {
 export const COMMON_WGSL = commonWgsl('gpu');
 
 /**
- * The weight buffers, as f32 or (for vector loads on GPUs) as vec4<f32>; `<name>_at(i)` reads
- * float i either way. Offsets of every tensor are multiples of 64 floats.
+ * The weight buffers: u32 words (packed encodings, see dequant.wgsl.ts; f32 values as their
+ * bits), or vec4<u32> for 16-byte loads on GPUs. `<name>_w(i)` reads word i, `<name>_at(i)` word i
+ * as an f32 value (norms, biases, the RoPE table, f32 matrices).
  */
 function weightDecls(vec4: boolean): string {
   const bufs: [string, number, string][] = [
     ['w_emb', 2, 'tok_emb | rms_final | rope | wcls?'],
-    ['w_attn', 3, '(layer) rms_att | wqkv | bqkv? | wo'],
+    ['w_attn', 3, '(layer) rms_att | wq | wk | wv | bqkv? | wo'],
     ['w_ffn1', 4, '(layer) rms_ffn | w1 (gate)'],
     ['w_ffn3', 5, '(layer) w3 (up)'],
     ['w_ffn2', 6, '(layer) w2 (down)'],
@@ -114,10 +115,12 @@ function weightDecls(vec4: boolean): string {
   return bufs
     .map(([name, binding, what]) =>
       vec4
-        ? `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>; // ${what}
-fn ${name}_at(i: u32) -> f32 { return ${name}[i >> 2u][i & 3u]; }`
-        : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>; // ${what}
-fn ${name}_at(i: u32) -> f32 { return ${name}[i]; }`,
+        ? `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<u32>>; // ${what}
+fn ${name}_w(i: u32) -> u32 { return ${name}[i >> 2u][i & 3u]; }
+fn ${name}_at(i: u32) -> f32 { return bitcast<f32>(${name}_w(i)); }`
+        : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>; // ${what}
+fn ${name}_w(i: u32) -> u32 { return ${name}[i]; }
+fn ${name}_at(i: u32) -> f32 { return bitcast<f32>(${name}[i]); }`,
     )
     .join('\n');
 }

@@ -1,60 +1,112 @@
+import type { WeightType } from '../loader/types.ts';
+import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
+
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
  * Instantiated for qkv, wo_residual, gate_up, down_residual and the classifier.
  *
  * A work item is a tile of WG / LANES rows; LANES invocations share one row and stride over its
  * columns (LANES = 1: one invocation per row, best on CPU adapters; 32: coalesced on GPUs). The
- * input vector is staged in workgroup memory (`xs`), in tiles of TILE columns.
+ * input vector is staged in workgroup memory (`xs`), in tiles of TILE columns. Weights are read
+ * in their packed encoding and decoded in the loop (dequant.wgsl.ts); rows of one output may
+ * come from several matrices (q | k | v), and a matrix's encoding may differ between layers
+ * (a `switch` on the layer's type code, uniform across the workgroup).
  */
+/** Rows [r0, r0 + rows) of a matvec's output read from one matrix region. */
+export interface MatSegment {
+  r0: number;
+  rows: number;
+  /** WGSL expression: word offset of the segment's first row (may use `layer`). */
+  base: string;
+  /** Encodings the segment may have (one unless layers differ). */
+  types: WeightType[];
+  /** WGSL expression of the type code (TYPE_CODE) when `types` has several. */
+  typeOf?: string;
+}
+
+/** A matrix operand: the storage buffer (WGSL name) and its row segments in order. */
+export interface MatOperand {
+  buf: string;
+  segs: MatSegment[];
+}
+
 export interface MatvecParams {
   name: string;
   rows: number;
   cols: number;
   input: string; // act offset constant of the input vector
-  weights: string; // storage buffer
-  base: string; // WGSL expression: offset of W (may use `layer`)
-  /** A second matrix of the same shape multiplied by the same input (gate/up), in `weights2`. */
-  weights2?: string;
-  base2?: string;
+  a: MatOperand;
+  /** A second matrix of the same shape multiplied by the same input (gate/up): `a1`. */
+  b?: MatOperand;
   /** WGSL statements run by one invocation per row; `r` is the row, `a0` (`a1`) the dot products. */
   epilogue: string;
   lanes: number;
   wg: number;
   tile: number;
-  /** Weights bound as vec4<f32> (every row offset and length a multiple of 4): 16-byte loads. */
+  /** f32 weights read as vec4 words (16-byte loads; every f32 row offset and length a multiple of 4). */
   vec4?: boolean;
+}
+
+/** Name of the unit-dot function of `type` rows of width `cols` in buffer `buf`. */
+export const unitDotName = (type: WeightType, cols: number, buf: string): string => `ud_${type}x${unitElems(type, cols)}_${buf}`;
+
+/** The dot of row `r`'s columns [c0, c0 + len) with xs, for one encoding, added to `acc`. */
+function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, acc: string, c0: string, len: string): string {
+  const rel = seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`;
+  if (type === 'f32') {
+    if (p.vec4) {
+      return `
+        let row = (${seg.base} + ${rel} * ${p.cols}u + ${c0}) >> 2u;
+        let n4 = (${len}) / 4u;
+        for (var c = lane; c < n4; c += ${p.lanes}u) {
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(xs[4u * c], xs[4u * c + 1u], xs[4u * c + 2u], xs[4u * c + 3u]));
+        }`;
+    }
+    return `
+        let row = ${seg.base} + ${rel} * ${p.cols}u + ${c0};
+        for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[c]; }`;
+  }
+  const ue = unitElems(type, p.cols);
+  return `
+        let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
+        let u0 = (${c0}) / ${ue}u;
+        let u1 = (${c0} + ${len}) / ${ue}u;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, (u - u0) * ${ue}u); }`;
+}
+
+/** Row r's dot over one operand: picks the segment by row and the encoding by layer. */
+function operandDot(p: MatvecParams, op: MatOperand, acc: string, c0: string, len: string): string {
+  const segCode = (seg: MatSegment): string => {
+    if (seg.types.length === 1) return `{${dotOf(p, op.buf, seg, seg.types[0], acc, c0, len)}
+      }`;
+    const cases = seg.types.map((t) => `case ${TYPE_CODE[t]}u: {${dotOf(p, op.buf, seg, t, acc, c0, len)}
+        }`).join('\n        ');
+    return `{
+        switch (${seg.typeOf}) {
+        ${cases}
+        default: {}
+        }
+      }`;
+  };
+  if (op.segs.length === 1) return segCode(op.segs[0]);
+  return op.segs
+    .map((seg, i) => (i === op.segs.length - 1 ? `${segCode(seg)}` : `if (r < ${seg.r0 + seg.rows}u) ${segCode(seg)}`))
+    .join(' else ');
 }
 
 export function matvecWgsl(p: MatvecParams): string {
   const rpi = p.wg / p.lanes;
   const items = Math.ceil(p.rows / rpi);
   const single = p.cols <= p.tile; // the whole input fits the tile: stage it once
-  const dual = p.base2 !== undefined;
+  const dual = p.b !== undefined;
   const load = (c0: string, len: string) => `
     workgroupBarrier();
     for (var c = lid; c < ${len}; c += WG) { xs[c] = ld(${p.input} + ${c0} + c); }
     workgroupBarrier();`;
-  const dot = (c0: string, len: string) =>
-    p.vec4
-      ? `
+  const dot = (c0: string, len: string) => `
       if (r < ${p.rows}u) {
-        let row = (wb + r * ${p.cols}u + ${c0}) >> 2u;
-        ${dual ? `let row2 = (wb2 + r * ${p.cols}u + ${c0}) >> 2u;` : ''}
-        let n4 = (${len}) / 4u;
-        for (var c = lane; c < n4; c += ${p.lanes}u) {
-          let x = vec4<f32>(xs[4u * c], xs[4u * c + 1u], xs[4u * c + 2u], xs[4u * c + 3u]);
-          a0 = a0 + dot(${p.weights}[row + c], x);
-          ${dual ? `a1 = a1 + dot(${p.weights2}[row2 + c], x);` : ''}
-        }
-      }`
-      : `
-      if (r < ${p.rows}u) {
-        let row = wb + r * ${p.cols}u + ${c0};
-        ${dual ? `let row2 = wb2 + r * ${p.cols}u + ${c0};` : ''}
-        for (var c = lane; c < ${len}; c += ${p.lanes}u) {
-          a0 = a0 + ${p.weights}[row + c] * xs[c];
-          ${dual ? `a1 = a1 + ${p.weights2}[row2 + c] * xs[c];` : ''}
-        }
+      ${operandDot(p, p.a, 'a0', c0, len)}
+      ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}
       }`;
   const reduce = (v: string) =>
     p.lanes === 1
@@ -70,8 +122,6 @@ export function matvecWgsl(p: MatvecParams): string {
     ${v} = red[lid];`;
   return /* wgsl */ `
 fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
-  let wb = ${p.base};
-  ${dual ? `let wb2 = ${p.base2};` : ''}
   let lane = lid % ${p.lanes}u;
   let rl = lid / ${p.lanes}u;
   ${single ? load('0u', `${p.cols}u`) : ''}

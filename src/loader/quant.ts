@@ -61,6 +61,18 @@ export function rowBytes(type: WeightType, cols: number): number {
   return (cols / f.blockElems) * f.blockBytes;
 }
 
+/**
+ * The type llama.cpp's quantizer writes for rows of `cols` values when `type` does not fit
+ * them: K-quants (256-value blocks) fall back to Q5_0 (Q4_K), Q8_0 (Q5_K, Q6_K: kloop reads no
+ * Q5_1, which llama.cpp picks for Q5_K), and a 32-value block that does not fit falls back to F16.
+ */
+export function blockFallback(type: WeightType, cols: number): WeightType {
+  let t = type;
+  if (cols % FORMATS[t].blockElems !== 0) t = t === 'q4_k' ? 'q5_0' : t === 'q5_k' || t === 'q6_k' ? 'q8_0' : t;
+  if (cols % FORMATS[t].blockElems !== 0) t = 'f16';
+  return t;
+}
+
 /** Bytes the matrix occupies in its encoding (what a decode step reads). */
 export function matrixBytes(m: Matrix): number {
   return isPacked(m) ? m.data.byteLength : m.byteLength;

@@ -4,7 +4,8 @@
  * synthetic everywhere they appear (format 'synthetic', name suffixed "(synthetic)").
  */
 import { KloopError } from '../errors.ts';
-import type { LayerWeights, LoadedModel, ModelConfig, Tokenizer } from './types.ts';
+import { FORMATS, blockFallback } from './quant.ts';
+import type { LayerWeights, LoadedModel, Matrix, ModelConfig, PackedMatrix, Tokenizer, WeightType } from './types.ts';
 
 type Shape = Omit<ModelConfig, 'bosId' | 'eosId' | 'attentionBias'> & { attentionBias?: boolean };
 
@@ -30,11 +31,64 @@ function rng(seed: number): () => number {
 }
 
 /** Uniform weights with the variance of a trained layer's init (1/fan_in), scaled by `gain`. */
-function matrix(rows: number, cols: number, next: () => number, gain = 1): Float32Array {
+function f32Matrix(rows: number, cols: number, next: () => number, gain = 1): Float32Array {
   const a = new Float32Array(rows * cols);
   const bound = gain * Math.sqrt(3 / cols);
   for (let i = 0; i < a.length; i++) a[i] = (2 * next() - 1) * bound;
   return a;
+}
+
+/** Bits of a half float of magnitude within [v/2, 2v), with the given sign. */
+function f16Near(v: number, next: () => number, negative = false): number {
+  const e = Math.min(30, Math.max(1, Math.floor(Math.log2(v)) + 15 - Math.floor(next() * 2)));
+  return (negative ? 0x8000 : 0) | (e << 10) | Math.floor(next() * 1024);
+}
+
+function put16(b: Uint8Array, at: number, bits: number): void {
+  b[at] = bits & 255;
+  b[at + 1] = bits >> 8;
+}
+
+/**
+ * A rows x cols matrix of `type` with random contents: every quantized field random, the block
+ * scales chosen so the decoded values spread like `bound` (a trained layer's 1/sqrt(fan_in)).
+ * No float32 copy is made, so large real-shaped models are quick to build in any encoding.
+ */
+export function randomMatrix(type: WeightType, rows: number, cols: number, next: () => number, bound = Math.sqrt(3 / cols)): Matrix {
+  if (type === 'f32') return f32Matrix(rows, cols, next, bound / Math.sqrt(3 / cols));
+  const f = FORMATS[type];
+  if (cols % f.blockElems !== 0) throw new KloopError(`synthetic ${type} matrix: width ${cols} is not a multiple of ${f.blockElems}`);
+  const data = new Uint8Array(((rows * cols) / f.blockElems) * f.blockBytes);
+  const words = new Uint32Array(data.buffer, 0, data.length >> 2);
+  for (let i = 0; i < words.length; i++) words[i] = (next() * 4294967296) >>> 0;
+  for (let i = words.length * 4; i < data.length; i++) data[i] = Math.floor(next() * 256);
+  const blocks = data.length / f.blockBytes;
+  for (let k = 0; k < blocks; k++) {
+    const o = k * f.blockBytes;
+    const sign = next() < 0.5;
+    switch (type) {
+      case 'f16':
+        put16(data, o, f16Near(bound, next, sign));
+        break;
+      case 'bf16':
+        put16(data, o, new Uint32Array(new Float32Array([(2 * next() - 1) * bound]).buffer)[0]! >>> 16);
+        break;
+      case 'q8_0': put16(data, o, f16Near(bound / 127, next, sign)); break;
+      case 'q4_0': put16(data, o, f16Near(bound / 8, next, sign)); break;
+      case 'q5_0': put16(data, o, f16Near(bound / 16, next, sign)); break;
+      case 'q4_1':
+        put16(data, o, f16Near((2 * bound) / 15, next));
+        put16(data, o + 2, f16Near(bound, next, true));
+        break;
+      case 'q4_k':
+      case 'q5_k':
+        put16(data, o, f16Near((2 * bound) / (63 * (type === 'q4_k' ? 15 : 31)), next));
+        put16(data, o + 2, f16Near(bound / 63, next, sign));
+        break;
+      case 'q6_k': put16(data, o + 208, f16Near(bound / (127 * 32), next, sign)); break;
+    }
+  }
+  return { type, rows, cols, data } satisfies PackedMatrix;
 }
 
 function norm(n: number, next: () => number): Float32Array {
@@ -54,7 +108,7 @@ const noTokenizer = (name: string): Tokenizer => {
  * A model of `shape` (a name from SYNTHETIC_SHAPES, or explicit dimensions) with seeded random
  * weights. The same seed gives bit-identical weights.
  */
-export function syntheticModel(shape: string | Shape, seed = 1234): LoadedModel {
+export function syntheticModel(shape: string | Shape, seed = 1234, type: WeightType = 'f32'): LoadedModel {
   let s: Shape;
   let name: string;
   if (typeof shape === 'string') {
@@ -63,13 +117,17 @@ export function syntheticModel(shape: string | Shape, seed = 1234): LoadedModel 
       throw new KloopError(`--shape ${shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
     }
     s = found;
-    name = `${shape} (synthetic)`;
+    name = `${shape}${type === 'f32' ? '' : ` ${type}`} (synthetic)`;
   } else {
     s = shape;
     name = `synthetic-${s.dim}x${s.nLayers}`;
   }
   const config: ModelConfig = { ...s, attentionBias: s.attentionBias ?? false, bosId: 1, eosId: 2 };
   const next = rng(seed);
+  // Packed matrices whose rows do not divide into the type's blocks fall back as llama.cpp's
+  // quantizer does (blockFallback).
+  const matrix = (rows: number, cols: number, nx: () => number, gain = 1): Matrix =>
+    type === 'f32' ? f32Matrix(rows, cols, nx, gain) : randomMatrix(blockFallback(type, cols), rows, cols, nx, gain * Math.sqrt(3 / cols));
   const { dim, hiddenDim, nHeads, nKvHeads, headDim } = config;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
@@ -87,9 +145,9 @@ export function syntheticModel(shape: string | Shape, seed = 1234): LoadedModel 
       w3: matrix(hiddenDim, dim, next),
     };
     if (config.attentionBias) {
-      layer.bq = matrix(1, qDim, next, 0.1);
-      layer.bk = matrix(1, kvDim, next, 0.1);
-      layer.bv = matrix(1, kvDim, next, 0.1);
+      layer.bq = f32Matrix(1, qDim, next, 0.1);
+      layer.bk = f32Matrix(1, kvDim, next, 0.1);
+      layer.bv = f32Matrix(1, kvDim, next, 0.1);
     }
     layers.push(layer);
   }
