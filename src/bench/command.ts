@@ -1,7 +1,7 @@
 /**
  * `kloop bench`: decode speed of every executor mode (and peers) on one adapter, in one run.
  *
- *   kloop bench [--model PATH | --shape NAME] [--modes per-op,per-layer,looped,looped:16]
+ *   kloop bench [--model PATH | --shape NAME [--type T]] [--modes per-op,per-layer,looped,looped:16]
  *               [--tokens N] [--repeat R] [--peers] [--gguf PATH] [--predict] [--adapter NAME]
  *               [--json] [--chart FILE.svg|FILE.html]
  */
@@ -9,7 +9,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { atLeastFlag, nonEmpty, parseFlags } from '../cli/args.ts';
 import { KloopError } from '../errors.ts';
+import { FORMATS } from '../loader/quant.ts';
 import { SYNTHETIC_SHAPES } from '../loader/synthetic.ts';
+import type { WeightType } from '../loader/types.ts';
 import { resolveDefaultModel } from '../loader/resolve.ts';
 import { renderChartHtml, renderChartSvg } from './chart.ts';
 import { formatReport, jsonReport } from './format.ts';
@@ -20,6 +22,7 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --model PATH        model file (default: stories260K)
   --shape NAME        a real-shaped SYNTHETIC model instead: ${Object.keys(SYNTHETIC_SHAPES).join(', ')}
   --seed N            seed of the synthetic weights (default 1234)
+  --type T            encoding of the synthetic model's matrices: ${Object.keys(FORMATS).join(', ')} (default f32)
   --modes LIST        comma-separated: per-op, per-layer, looped, looped:K (default ${DEFAULT_MODES})
   --tokens N          tokens decoded per measurement, a multiple of every K (default 64)
   --repeat R          interleaved repeats; the median is reported (default 5)
@@ -40,7 +43,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 }
 
 const FLAGS = {
-  model: 'string', shape: 'string', seed: 'string', modes: 'string', tokens: 'string', repeat: 'string',
+  model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', repeat: 'string',
   gguf: 'string', adapter: 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
@@ -54,6 +57,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v.shape !== undefined) {
     if (!(v.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${v.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
     f.shape = v.shape;
+  }
+  if (v.type !== undefined) {
+    if (!Object.hasOwn(FORMATS, v.type)) throw new KloopError(`--type ${v.type}: unknown weight type (known: ${Object.keys(FORMATS).join(', ')})`);
+    if (v.shape === undefined) throw new KloopError('--type needs --shape (a model file keeps its own encodings)');
+    f.type = v.type as WeightType;
   }
   if (v.seed !== undefined) f.seed = atLeastFlag('--seed', v.seed, 0);
   if (v.modes !== undefined) {

@@ -11,8 +11,9 @@ import { loadavg } from 'node:os';
 import { basename } from 'node:path';
 import { KloopError } from '../errors.ts';
 import { loadModel } from '../loader/index.ts';
+import { modelMatrices, typeSummary } from '../loader/quant.ts';
 import { syntheticModel } from '../loader/synthetic.ts';
-import type { LoadedModel } from '../loader/types.ts';
+import type { LoadedModel, WeightType } from '../loader/types.ts';
 import { type AcquiredDevice, acquireDevice } from '../engine/device.ts';
 import { type Executor, createExecutor } from '../engine/executor.ts';
 import type { GpuExecutor } from '../engine/gpu-executor.ts';
@@ -29,6 +30,8 @@ export interface BenchOptions {
   /** A real-shaped synthetic model instead of a file (SYNTHETIC_SHAPES). */
   shape?: string;
   seed?: number;
+  /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q5_k, q6_k). */
+  type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
   modes?: string;
   /** Tokens decoded per measurement (a multiple of every looped K). */
@@ -109,7 +112,7 @@ export interface DeviceModelReport {
 export interface BenchReport {
   device: { vendor: string; architecture: string; description: string };
   adapter: string;
-  model: { name: string; synthetic: boolean; params: number; source: string };
+  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number };
   date: string;
   command?: string;
   tokens: number;
@@ -139,7 +142,8 @@ const GB = 1e9;
 
 async function loadBenchModel(o: BenchOptions): Promise<{ model: LoadedModel; path?: string; synthetic: boolean }> {
   if (o.shape && o.model) throw new KloopError('--shape and --model: give one of them');
-  if (o.shape) return { model: syntheticModel(o.shape, o.seed ?? 1234), synthetic: true };
+  if (o.type && !o.shape) throw new KloopError('--type applies to a synthetic --shape model (a file keeps its own encodings)');
+  if (o.shape) return { model: syntheticModel(o.shape, o.seed ?? 1234, o.type ?? 'f32'), synthetic: true };
   if (!o.model) throw new KloopError('bench: no model given');
   return { model: await loadModel(o.model), path: o.model, synthetic: false };
 }
@@ -240,7 +244,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
 
-    const bytes = meanStepBytes(cfg, 0, tokens);
+    // The weight bytes a step reads in their packed encodings (the same for every GPU mode).
+    const anyGpu = executors.find(({ ex }) => 'layout' in ex)?.ex as GpuExecutor | undefined;
+    const bytes = meanStepBytes(cfg, 0, tokens, anyGpu?.layout.weightBytesPerToken);
     const copyBps = copy.median;
     const results: ModeResult[] = executors.map(({ m, ex }) => {
       const e = entries.find((x) => x.label === m.label)!;
@@ -289,7 +295,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         name: synthetic ? model.name : basename(path ?? model.name).replace(/\.[^.]*$/, ''),
         synthetic,
         params: paramCount(cfg),
-        source: synthetic ? `synthetic shape ${o.shape}, seed ${o.seed ?? 1234}` : (path ?? ''),
+        source: synthetic ? `synthetic shape ${o.shape}, seed ${o.seed ?? 1234}, ${o.type ?? 'f32'}` : (path ?? ''),
+        weightTypes: typeSummary(modelMatrices(model.weights)),
+        deviceBytes: anyGpu?.deviceBytes ?? 0,
       },
       date: new Date().toISOString(),
       command: o.command,

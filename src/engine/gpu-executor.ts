@@ -90,6 +90,8 @@ export class GpuExecutor implements Executor {
   private barriersPerToken = 0;
   /** Workgroups that took part in the last fused dispatch (occupancy discovery's count). */
   lastDiscovered = 0;
+  /** Bytes of every device buffer this executor holds (weights once, packed; KV cache; activations). */
+  readonly deviceBytes: number;
   private readonly spinBound: number;
 
   private constructor(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions) {
@@ -156,6 +158,7 @@ export class GpuExecutor implements Executor {
       ctl: mk('ctl', check('control', s.ctl), storage),
       staging: mk('staging', Math.ceil(stagingBytes / 16) * 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
     };
+    this.deviceBytes = Object.values(this.buffers).reduce((a, b) => a + b.size, 0);
     const packed = packWeights(model, this.layout);
     device.queue.writeBuffer(this.buffers.emb, 0, packed.emb);
     device.queue.writeBuffer(this.buffers.attn, 0, packed.attn);

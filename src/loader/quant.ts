@@ -13,7 +13,7 @@
  *   Q5_K  (256, 176): d, dmin, scales[12], qh[32], qs[128]
  *   Q6_K  (256, 210): ql[128], qh[64], scales[16] int8, d              x = d * sc * (q - 32)
  */
-import type { Matrix, PackedMatrix, WeightType } from './types.ts';
+import type { Matrix, ModelWeights, PackedMatrix, WeightType } from './types.ts';
 import { F16_TABLE } from './util.ts';
 
 export interface BlockFormat {
@@ -229,4 +229,12 @@ export function typeSummary(ms: Matrix[]): string {
   const n = new Map<WeightType, number>();
   for (const m of ms) n.set(matrixType(m), (n.get(matrixType(m)) ?? 0) + 1);
   return [...n].map(([t, k]) => `${t} x ${k}`).join(', ');
+}
+
+/** Every weight matrix of a model once (a tied classifier is the embedding table). */
+export function modelMatrices(w: ModelWeights): Matrix[] {
+  const out: Matrix[] = [w.tokEmb];
+  for (const l of w.layers) out.push(l.wq, l.wk, l.wv, l.wo, l.w1, l.w3, l.w2);
+  if (w.wcls !== w.tokEmb) out.push(w.wcls);
+  return out;
 }
