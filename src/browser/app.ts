@@ -5,7 +5,7 @@
  * window.kloop exposes the API and what the page did (runs, benchmark) for tests and consoles.
  */
 import * as kloop from './index.ts';
-import type { BenchResult, Executor, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
+import type { BenchResult, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
 import { isPacked } from '../loader/quant.ts';
 import type { Matrix } from '../loader/types.ts';
 
@@ -86,7 +86,8 @@ const state = {
   files: [] as File[],
   model: undefined as LoadedModel | undefined,
   modelKey: '',
-  executors: new Map<string, Promise<{ ex: Executor; buildSeconds: number }>>(),
+  /** The session of the loaded model: its executors are built once and reused. */
+  session: undefined as kloop.Session | undefined,
   stop: false,
 };
 
@@ -256,15 +257,15 @@ function selection(): Selection {
   return { key, source: tok ? { model, tokenizer: tok } : { model } };
 }
 
-function disposeExecutors(): void {
-  for (const p of state.executors.values()) p.then(({ ex }) => ex.destroy(), () => {});
-  state.executors.clear();
+function disposeSession(): void {
+  void state.session?.dispose();
+  state.session = undefined;
 }
 
 async function loadSelected(): Promise<LoadedModel> {
   const sel = selection();
   if (state.model && state.modelKey === sel.key) return state.model;
-  disposeExecutors();
+  disposeSession();
   state.model = undefined;
   hook.model = undefined;
   $('model-info').replaceChildren();
@@ -285,18 +286,11 @@ async function loadSelected(): Promise<LoadedModel> {
   const model = await kloop.loadModel(sel.source, { onProgress });
   bar.style.width = '100%';
   state.model = model;
+  state.session = kloop.openSession(model, { device: kloop.sharedDevice });
   state.modelKey = sel.key;
   hook.model = model;
   showModel(model, performance.now() - t0);
   return model;
-}
-
-function parameterCount(m: LoadedModel): number {
-  const w = m.weights;
-  const count = (a: Matrix | Float32Array): number => (isPacked(a) ? a.rows * a.cols : a.length);
-  let n = count(w.tokEmb) + w.finalNorm.length + (w.wcls === w.tokEmb ? 0 : count(w.wcls));
-  for (const l of w.layers) for (const a of Object.values(l)) if (a) n += count(a);
-  return n;
 }
 
 function showModel(m: LoadedModel, ms: number): void {
@@ -304,7 +298,7 @@ function showModel(m: LoadedModel, ms: number): void {
   const dl = $('model-info');
   dl.replaceChildren();
   const row = (k: string, v: string) => dl.append(el('dt', {}, k), el('dd', {}, v));
-  const params = parameterCount(m);
+  const params = kloop.parameterCount(m.config);
   row('model', `${m.name} (${m.format === 'llama2c' ? 'llama2.c' : m.format})`);
   row('parameters', params >= 1e6 ? `${fmt(params / 1e6, 2)} M` : `${fmt(params / 1e3, 1)} K`);
   row('shape', `dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers`);
@@ -313,22 +307,6 @@ function showModel(m: LoadedModel, ms: number): void {
   row('context', `${c.seqLen} positions`);
   row('loaded in', `${fmt(ms, 0)} ms`);
   document.body.dataset.model = m.name;
-}
-
-// ---------------------------------------------------------------- executors
-
-function executorFor(model: LoadedModel, mode: GpuMode, k: number): Promise<{ ex: Executor; buildSeconds: number }> {
-  const key = `${mode}|${k}`;
-  let p = state.executors.get(key);
-  if (!p) {
-    const t0 = performance.now();
-    p = kloop
-      .createExecutor(model, mode, kloop.sharedDevice, { tokensPerDispatch: k })
-      .then((ex) => ({ ex, buildSeconds: (performance.now() - t0) / 1000 }));
-    state.executors.set(key, p);
-    p.catch(() => state.executors.delete(key));
-  }
-  return p;
 }
 
 // ---------------------------------------------------------------- generate
@@ -342,7 +320,7 @@ async function generate(): Promise<void> {
   setBusy(true);
   state.stop = false;
   const mode = $<HTMLSelectElement>('mode').value as GpuMode;
-  const k = mode === 'looped' ? Math.round(num('k', 1, 64, 8)) : 1;
+  const k = mode === 'looped' ? Math.round(num('k', 1, 64, kloop.DEFAULTS.tokensPerDispatch)) : 1;
   const prompt = $<HTMLTextAreaElement>('prompt').value;
   const run: RunRecord = {
     mode, tokensPerDispatch: k, prompt, promptTokens: [], tokens: [], text: '', tokensPerSecond: 0, prefillMs: 0, buildSeconds: 0, done: false,
@@ -354,15 +332,16 @@ async function generate(): Promise<void> {
   try {
     status('gen-status', 'loading the model…', true);
     const model = await loadSelected();
-    const fresh = !state.executors.has(`${mode}|${k}`);
+    const session = state.session!;
+    const fresh = !session.built({ mode, tokensPerDispatch: k });
     status('gen-status', fresh ? `building the ${mode} kernels (compiling WGSL; slow on a CPU adapter)…` : 'starting…', true);
-    const { ex, buildSeconds } = await executorFor(model, mode, k);
+    const { executor: ex, buildSeconds } = await session.executorWithBuildTime({ mode, tokensPerDispatch: k });
     run.buildSeconds = buildSeconds;
     $('build').textContent = fresh ? fmt(buildSeconds, 2) : `${fmt(buildSeconds, 2)} (cached)`;
     const maxTokens = Math.round(num('max-tokens', 1, model.config.seqLen, 128));
     const temperature = num('temperature', 0, 100, 0);
     const sampling = { temperature, topK: 0, topP: temperature > 0 ? num('top-p', 0.01, 1, 0.9) : 1, seed: Math.round(num('seed', 0, 0xffffffff, 42)) };
-    const g = kloop.createGenerator(model, { executor: ex, prompt, maxTokens, sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked, chunk: k });
+    const g = session.generate({ mode, tokensPerDispatch: k, prompt, maxTokens, sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked });
     run.promptTokens = g.promptTokens;
     out.replaceChildren(el('span', { class: 'prompt' }, prompt), el('span', { class: 'gen' }), el('span', { class: 'cursor' }));
     const gen = out.querySelector<HTMLElement>('.gen')!;
@@ -495,8 +474,8 @@ async function bench(): Promise<void> {
     status('bench-status', 'loading the model…', true);
     const model = await loadSelected();
     const tokens = Math.round(num('bench-tokens', 4, Math.min(1024, model.config.seqLen - 8), 64));
-    const k = Math.round(num('bench-k', 1, 64, 8));
-    const r = await kloop.benchmark(model, {
+    const k = Math.round(num('bench-k', 1, 64, kloop.DEFAULTS.tokensPerDispatch));
+    const r = await kloop.compareModes(state.session!, {
       tokens,
       tokensPerDispatch: k,
       signal: abort.signal,

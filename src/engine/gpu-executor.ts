@@ -6,12 +6,12 @@
  * A fused dispatch whose grid barrier times out raises the abort flag; the step is then re-run
  * with per-op dispatches (no cross-workgroup waits), and stats.fallbacks counts it.
  */
-import { KloopError } from '../errors.ts';
+import { KloopError, OptionError } from '../errors.ts';
 import { BINDING } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
 import type { AcquiredDevice } from './device.ts';
-import { type Executor, type ExecutorStats, checkPositions, checkToken } from './executor.ts';
+import { type Executor, type ExecutorStats, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 import { type Call, type Schedule, type StageId, buildSchedule, loopLayers } from './schedule.ts';
@@ -108,15 +108,15 @@ export class GpuExecutor implements Executor {
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
-      throw new KloopError(`--context ${context}: must be an integer in [1, ${cfg.seqLen}] for ${model.name}`);
+      throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);
     }
     this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize);
     this.k = opts.tokensPerDispatch ?? 1;
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
-      throw new KloopError(`--tokens-per-dispatch ${this.k}: must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}]`);
+      throw new OptionError('tokensPerDispatch', `must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}] (got ${this.k})`);
     }
     if (this.k > 1 && this.mode !== 'looped') {
-      throw new KloopError(`--tokens-per-dispatch ${this.k}: only the looped mode decodes several tokens per dispatch`);
+      throw new OptionError('tokensPerDispatch', `only the looped mode decodes several tokens per dispatch (got ${this.k} with mode ${this.mode})`);
     }
     this.spinBound = opts.spinBound ?? (gpu.cpu ? 1 << 24 : 1 << 22);
     this.schedule = buildSchedule(cfg);
@@ -281,7 +281,7 @@ export class GpuExecutor implements Executor {
     // atomics; a single one keeps them plain.
     let groups = this.opts.groups;
     if (groups !== undefined && (!Number.isInteger(groups) || groups < 1)) {
-      throw new KloopError(`--groups ${groups}: must be a positive integer`);
+      throw new OptionError('groups', `must be a positive integer (got ${groups})`);
     }
     groups ??= this.gpu.cpu ? 1 : undefined;
     let fused = await this.compileFused(groups === 1 ? 'plain' : 'atomic');

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { KloopError } from '../../src/errors.ts';
-import { parseBenchFlags } from '../../src/bench/command.ts';
+import { parseBenchFlags } from '../../src/cli/bench.ts';
 import { parseModes } from '../../src/bench/modes.ts';
-import { meanStepBytes, paramCount, stepBytes } from '../../src/bench/bytes.ts';
+import { meanStepBytes, stepBytes } from '../../src/bench/bytes.ts';
+import { parameterCount as paramCount } from '../../src/engine/session.ts';
 import { renderChartHtml, renderChartSvg } from '../../src/bench/chart.ts';
 import { formatReport, jsonReport } from '../../src/bench/format.ts';
 import { findGguf } from '../../src/bench/peers.ts';

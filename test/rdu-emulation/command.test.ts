@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KloopError } from '../../src/errors.ts';
-import { timingModelCommand } from '../../src/rdu-emulation/timing/index.ts';
+import { timingModelCommand } from '../../src/cli/timing-model.ts';
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';

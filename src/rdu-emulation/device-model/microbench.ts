@@ -27,6 +27,7 @@ import { stageFunctions, stageItems } from '../../engine/compose.ts';
 import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import { KloopError } from '../../errors.ts';
+import { median } from '../../engine/session.ts';
 
 export interface MicrobenchOptions {
   /** Timed runs per figure (median reported). Default 7. */
@@ -74,11 +75,7 @@ export interface DeviceMeasurements {
   stepParticipants: Measured;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export { median };
 
 export function measured(xs: number[]): Measured {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };

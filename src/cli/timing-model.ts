@@ -7,14 +7,14 @@
  */
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { atLeastFlag, nonEmpty, parseFlags } from '../../cli/args.ts';
-import { KloopError } from '../../errors.ts';
-import type { ModelConfig } from '../../loader/types.ts';
-import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../presets/index.ts';
-import { FLOP_CONVENTIONS, flopConvention } from './flops.ts';
-import { renderPlotSvg } from './plot.ts';
-import { formatReport, timingReport } from './report.ts';
-import type { ModelShape } from './types.ts';
+import { KloopError } from '../errors.ts';
+import type { ModelConfig } from '../loader/types.ts';
+import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../rdu-emulation/presets/index.ts';
+import { FLOP_CONVENTIONS, flopConvention } from '../rdu-emulation/timing/flops.ts';
+import { renderPlotSvg } from '../rdu-emulation/timing/plot.ts';
+import { formatReport, timingReport } from '../rdu-emulation/timing/report.ts';
+import type { ModelShape } from '../rdu-emulation/timing/types.ts';
+import { atLeastFlag, nonEmpty, parseFlags } from './args.ts';
 
 /** Default model: Table 1 of the paper characterises Llama 3.1 8B. */
 export const DEFAULT_MODEL = 'llama-3.1-8b';
