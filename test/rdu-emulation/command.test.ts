@@ -24,6 +24,18 @@ describe('kloop timing-model', () => {
     }
   });
 
+  it('--validate --json: every case fit or held out, at least four held out', async () => {
+    const { code, out } = await run(['--validate', '--json']);
+    expect(code).toBe(0);
+    const { cases } = JSON.parse(out) as { cases: { id: string; role: string; paper: unknown; model: unknown; pass: boolean }[] };
+    for (const c of cases) {
+      expect(Object.keys(c)).toEqual(expect.arrayContaining(['id', 'role', 'paper', 'model', 'pass']));
+      expect(['fit', 'held-out']).toContain(c.role);
+    }
+    expect(cases.filter((c) => c.role === 'held-out').length).toBeGreaterThanOrEqual(4);
+    expect((await run(['--validate'])).out).toMatch(/held out: \d+ of \d+ pass/);
+  });
+
   it('--json has the documented shape', async () => {
     const { code, out } = await run(['--json', '--model', 'llama-3.1-70b', '--context', '8192', '--sockets', '8,16']);
     expect(code).toBe(0);

@@ -8,3 +8,4 @@ export { CALIBRATED } from './calibrated.ts';
 export * from './calibration.ts';
 export * from './report.ts';
 export * from './plot.ts';
+export * from './validate.ts';
