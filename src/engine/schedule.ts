@@ -214,7 +214,7 @@ export function loopLayers(schedule: Schedule): LoopReport {
       });
       notes.push(
         `looped ${run.length} calls ${run[0].name}..${run[run.length - 1].name} into one call; ` +
-          `weights stacked as w[n], KV as kv[n], activation x carried in double buffers`,
+          `weights stacked as w[n], KV as kv[n], activation x carried from layer to layer in place (the act buffer)`,
       );
     }
     if (j < calls.length && calls[j].kind === 'layer') {
