@@ -62,17 +62,14 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   };
 }
 
-/** Work items of a stage: how many workgroups a per-op dispatch of it uses. */
+/** Work items of a stage (from its STAGES declaration): how many workgroups a per-op dispatch of it uses. */
 export function stageItems(id: StageId, layout: Layout): number {
   const k = layout.consts;
   const { wg, lanes } = layout.kernel;
   const st = STAGES[id];
   if (st.partition === 'replicated') return 1;
   if (st.partition === 'kvHeads') return k.NKV;
-  const rows: Partial<Record<StageId, number>> = {
-    qkv: k.QD + 2 * k.KVD, wo_residual: k.DIM, gate_up: k.HIDDEN, down_residual: k.DIM, classifier: k.VOCAB,
-  };
-  return matvecItems(rows[id]!, lanes, wg);
+  return matvecItems(st.rows!(layout.config), lanes, wg);
 }
 
 /**
