@@ -15,3 +15,16 @@ export class KloopError extends Error {
 export function check(cond: unknown, what: string, problem: string): asserts cond {
   if (!cond) throw new KloopError(`${what}: ${problem}`);
 }
+
+/**
+ * A bad value of a named engine option (`tokensPerDispatch`, `context`, `groups`...). The message
+ * starts with the option's name; a front end maps it to its own spelling (the CLI to its flag).
+ */
+export class OptionError extends KloopError {
+  readonly option: string;
+  constructor(option: string, problem: string) {
+    super(`${option}: ${problem}`);
+    this.name = 'OptionError';
+    this.option = option;
+  }
+}

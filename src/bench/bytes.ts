@@ -48,12 +48,3 @@ export function meanStepBytes(c: ModelConfig, pos0: number, steps: number, weigh
   }
   return { weights: acc.weights / steps, kvRead: acc.kvRead / steps, written: acc.written / steps, total: acc.total / steps };
 }
-
-/** Parameters of the model (weights counted once; a tied classifier is the embedding table). */
-export function paramCount(c: ModelConfig): number {
-  const qDim = c.nHeads * c.headDim;
-  const kvDim = c.nKvHeads * c.headDim;
-  const qkvRows = qDim + 2 * kvDim;
-  const layer = 2 * c.dim + qkvRows * c.dim + (c.attentionBias ? qkvRows : 0) + c.dim * qDim + 3 * c.hiddenDim * c.dim;
-  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * layer + c.dim;
-}

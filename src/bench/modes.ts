@@ -1,6 +1,6 @@
 /**
- * The configurations `kloop bench` compares: executor modes, `looped:K` for K tokens per
- * dispatch, and `reference` (the CPU oracle, reported as a peer-like row).
+ * The configurations `kloop bench` compares: the GPU executor modes, and `looped:K` for K tokens
+ * per dispatch. (The CPU reference is measured as a peer, with --peers.)
  */
 import { KloopError } from '../errors.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';

@@ -14,13 +14,13 @@ import { loadModel } from '../loader/index.ts';
 import { modelMatrices, typeSummary } from '../loader/quant.ts';
 import { syntheticModel } from '../loader/synthetic.ts';
 import type { LoadedModel, WeightType } from '../loader/types.ts';
-import { type AcquiredDevice, acquireDevice } from '../engine/device.ts';
-import { type Executor, createExecutor } from '../engine/executor.ts';
+import type { AcquiredDevice } from '../engine/device.ts';
+import type { Executor, Mode } from '../engine/executor.ts';
 import type { GpuExecutor } from '../engine/gpu-executor.ts';
-import { GREEDY } from '../engine/sampler.ts';
+import { Session, parameterCount } from '../engine/session.ts';
 import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
 import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
-import { meanStepBytes, paramCount } from './bytes.ts';
+import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
 import { type Peer, findGguf, llamaCppPeer } from './peers.ts';
 
@@ -172,7 +172,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const { model, path, synthetic } = await loadBenchModel(o);
   const cfg = model.config;
   if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
-  const gpu = o.device ?? (await acquireDevice(o.adapter, log));
+  // One session: one device, the executors built once; a device given by the caller is not destroyed.
+  const session = new Session(model, o.device ? { device: o.device, log } : { adapter: o.adapter, log });
+  const gpu = await session.device();
   const microSteps = o.predict ? 6 : 1;
   const peerCount = o.peers ? 2 : 0;
   const total = modes.length + microSteps + peerCount + repeat * (modes.length + peerCount);
@@ -183,12 +185,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const executors: { m: BenchMode; ex: Executor }[] = [];
   const entries: Entry[] = [];
   const peers: Peer[] = [];
-  const bos = cfg.bosId >= 0 && cfg.bosId < cfg.vocabSize ? cfg.bosId : 0;
+  const decode = (mode: Mode, k: number, n: number) => session.timeDecode({ mode, tokensPerDispatch: k, tokens: n });
   try {
     for (const m of modes) {
-      const ex = await createExecutor(model, m.mode, async () => gpu, { tokensPerDispatch: m.k, log });
+      const ex = await session.executor({ mode: m.mode, tokensPerDispatch: m.k });
       executors.push({ m, ex });
-      await ex.decode([bos], 0, tokens, GREEDY);
+      await decode(m.mode, m.k, tokens);
       tick(`warm-up ${m.label}`);
     }
     const gx = executors.map((e) => e.ex as GpuExecutor);
@@ -208,14 +210,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
 
     for (const { m, ex } of executors) {
-      entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await ex.decode([bos], 0, tokens, GREEDY)) });
+      entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await decode(m.mode, m.k, tokens)) });
     }
     if (o.peers) {
       // kloop's CPU reference: cheap on small models; fewer tokens on big ones.
-      const ref = await createExecutor(model, 'reference', async () => gpu);
-      const refTokens = paramCount(cfg) > 20e6 ? Math.min(tokens, 8) : tokens;
-      await ref.decode([bos], 0, Math.min(refTokens, 2), GREEDY);
-      entries.push({ label: 'kloop reference (CPU, TypeScript)', kind: 'peer', tokens: refTokens, times: [], run: async () => void (await ref.decode([bos], 0, refTokens, GREEDY)) });
+      const refTokens = parameterCount(cfg) > 20e6 ? Math.min(tokens, 8) : tokens;
+      await decode('reference', 1, Math.min(refTokens, 2));
+      entries.push({ label: 'kloop reference (CPU, TypeScript)', kind: 'peer', tokens: refTokens, times: [], run: async () => void (await decode('reference', 1, refTokens)) });
       tick('reference');
       const gguf = synthetic ? undefined : await findGguf(path, o.gguf);
       if (!gguf) {
@@ -294,7 +295,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       model: {
         name: synthetic ? model.name : basename(path ?? model.name).replace(/\.[^.]*$/, ''),
         synthetic,
-        params: paramCount(cfg),
+        params: parameterCount(cfg),
         source: synthetic ? `synthetic shape ${o.shape}, seed ${o.seed ?? 1234}, ${o.type ?? 'f32'}` : (path ?? ''),
         weightTypes: typeSummary(modelMatrices(model.weights)),
         deviceBytes: anyGpu?.deviceBytes ?? 0,
@@ -345,7 +346,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     return report;
   } finally {
-    for (const { ex } of executors) ex.destroy();
+    await session.dispose();
     for (const p of peers) await p.dispose().catch(() => undefined);
   }
 }

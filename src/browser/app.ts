@@ -5,25 +5,10 @@
  * window.kloop exposes the API and what the page did (runs, benchmark) for tests and consoles.
  */
 import * as kloop from './index.ts';
-import type { BenchResult, Executor, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
-import { isPacked } from '../loader/quant.ts';
-import type { Matrix } from '../loader/types.ts';
+import type { BenchResult, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
+import { $, type RunRecord, benchTable, drawChart, el, fmt, message, mib, num, showBlocking, showErrorBox, showNotes, status } from './page.ts';
 
-/** One click of Generate, as recorded for window.kloop. */
-export interface RunRecord {
-  mode: GpuMode;
-  tokensPerDispatch: number;
-  prompt: string;
-  promptTokens: number[];
-  tokens: number[];
-  text: string;
-  tokensPerSecond: number;
-  prefillMs: number;
-  buildSeconds: number;
-  done: boolean;
-  stoppedAt?: string;
-  error?: string;
-}
+export type { RunRecord };
 
 export interface PageHook {
   api: typeof kloop;
@@ -44,32 +29,6 @@ declare global {
   }
 }
 
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const e = document.getElementById(id);
-  if (!e) throw new Error(`page: #${id} is missing`);
-  return e as T;
-};
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, string>> = {}, text?: string): HTMLElementTagNameMap[K] => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) if (v !== undefined) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
-const SVG = 'http://www.w3.org/2000/svg';
-const svg = (tag: string, attrs: Record<string, string | number>, text?: string): SVGElement => {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
-const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–');
-const mib = (n: number): string => (n >= 1 << 20 ? `${fmt(n / 2 ** 20, 1)} MiB` : `${fmt(n / 1024, 1)} KiB`);
-const num = (id: string, min: number, max: number, dflt: number): number => {
-  const v = Number($<HTMLInputElement>(id).value);
-  return Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : dflt;
-};
-const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
 const hook: PageHook = { api: kloop, ready: Promise.resolve({ ok: false, problems: [], notes: [], features: [], limits: {} }), runs: [], errors: [], busy: false };
 window.kloop = hook;
 
@@ -86,7 +45,8 @@ const state = {
   files: [] as File[],
   model: undefined as LoadedModel | undefined,
   modelKey: '',
-  executors: new Map<string, Promise<{ ex: Executor; buildSeconds: number }>>(),
+  /** The session of the loaded model: its executors are built once and reused. */
+  session: undefined as kloop.Session | undefined,
   stop: false,
 };
 
@@ -94,36 +54,7 @@ const state = {
 
 function showError(text: string): void {
   hook.errors.push(text);
-  const box = $('errors');
-  if (box.hidden || !box.querySelector('ul')) {
-    box.replaceChildren();
-    const close = el('button', { class: 'dismiss', type: 'button', 'aria-label': 'dismiss' }, '×');
-    close.onclick = () => {
-      box.hidden = true;
-      box.replaceChildren();
-    };
-    box.append(close, el('strong', {}, 'Something went wrong'), el('ul'));
-  }
-  box.querySelector('ul')!.append(el('li', {}, text));
-  box.hidden = false;
-}
-
-function showBlocking(problems: string[]): void {
-  const box = $('errors');
-  box.replaceChildren(el('strong', {}, 'This page cannot run kloop here:'));
-  const ul = el('ul');
-  for (const p of problems) ul.append(el('li', {}, p));
-  box.append(ul);
-  box.hidden = false;
-}
-
-function showNotes(notes: string[]): void {
-  const box = $('notes');
-  if (notes.length === 0) return;
-  const ul = el('ul');
-  for (const n of notes) ul.append(el('li', {}, n));
-  box.replaceChildren(el('strong', {}, 'Notes about this adapter'), ul);
-  box.hidden = false;
+  showErrorBox(text);
 }
 
 function setBusy(busy: boolean): void {
@@ -132,12 +63,6 @@ function setBusy(busy: boolean): void {
   const blocked = hook.support ? !hook.support.ok : false;
   for (const id of ['load', 'generate', 'bench']) $<HTMLButtonElement>(id).disabled = busy || (blocked && id !== 'load');
   $<HTMLButtonElement>('stop').disabled = !busy;
-}
-
-function status(id: string, text: string, busy = false): void {
-  const s = $(id);
-  s.textContent = text;
-  s.classList.toggle('busy', busy);
 }
 
 // ---------------------------------------------------------------- adapter
@@ -256,15 +181,15 @@ function selection(): Selection {
   return { key, source: tok ? { model, tokenizer: tok } : { model } };
 }
 
-function disposeExecutors(): void {
-  for (const p of state.executors.values()) p.then(({ ex }) => ex.destroy(), () => {});
-  state.executors.clear();
+function disposeSession(): void {
+  void state.session?.dispose();
+  state.session = undefined;
 }
 
 async function loadSelected(): Promise<LoadedModel> {
   const sel = selection();
   if (state.model && state.modelKey === sel.key) return state.model;
-  disposeExecutors();
+  disposeSession();
   state.model = undefined;
   hook.model = undefined;
   $('model-info').replaceChildren();
@@ -285,18 +210,11 @@ async function loadSelected(): Promise<LoadedModel> {
   const model = await kloop.loadModel(sel.source, { onProgress });
   bar.style.width = '100%';
   state.model = model;
+  state.session = kloop.openSession(model, { device: kloop.sharedDevice });
   state.modelKey = sel.key;
   hook.model = model;
   showModel(model, performance.now() - t0);
   return model;
-}
-
-function parameterCount(m: LoadedModel): number {
-  const w = m.weights;
-  const count = (a: Matrix | Float32Array): number => (isPacked(a) ? a.rows * a.cols : a.length);
-  let n = count(w.tokEmb) + w.finalNorm.length + (w.wcls === w.tokEmb ? 0 : count(w.wcls));
-  for (const l of w.layers) for (const a of Object.values(l)) if (a) n += count(a);
-  return n;
 }
 
 function showModel(m: LoadedModel, ms: number): void {
@@ -304,7 +222,7 @@ function showModel(m: LoadedModel, ms: number): void {
   const dl = $('model-info');
   dl.replaceChildren();
   const row = (k: string, v: string) => dl.append(el('dt', {}, k), el('dd', {}, v));
-  const params = parameterCount(m);
+  const params = kloop.parameterCount(m.config);
   row('model', `${m.name} (${m.format === 'llama2c' ? 'llama2.c' : m.format})`);
   row('parameters', params >= 1e6 ? `${fmt(params / 1e6, 2)} M` : `${fmt(params / 1e3, 1)} K`);
   row('shape', `dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers`);
@@ -313,22 +231,6 @@ function showModel(m: LoadedModel, ms: number): void {
   row('context', `${c.seqLen} positions`);
   row('loaded in', `${fmt(ms, 0)} ms`);
   document.body.dataset.model = m.name;
-}
-
-// ---------------------------------------------------------------- executors
-
-function executorFor(model: LoadedModel, mode: GpuMode, k: number): Promise<{ ex: Executor; buildSeconds: number }> {
-  const key = `${mode}|${k}`;
-  let p = state.executors.get(key);
-  if (!p) {
-    const t0 = performance.now();
-    p = kloop
-      .createExecutor(model, mode, kloop.sharedDevice, { tokensPerDispatch: k })
-      .then((ex) => ({ ex, buildSeconds: (performance.now() - t0) / 1000 }));
-    state.executors.set(key, p);
-    p.catch(() => state.executors.delete(key));
-  }
-  return p;
 }
 
 // ---------------------------------------------------------------- generate
@@ -342,7 +244,7 @@ async function generate(): Promise<void> {
   setBusy(true);
   state.stop = false;
   const mode = $<HTMLSelectElement>('mode').value as GpuMode;
-  const k = mode === 'looped' ? Math.round(num('k', 1, 64, 8)) : 1;
+  const k = mode === 'looped' ? Math.round(num('k', 1, 64, kloop.DEFAULTS.tokensPerDispatch)) : 1;
   const prompt = $<HTMLTextAreaElement>('prompt').value;
   const run: RunRecord = {
     mode, tokensPerDispatch: k, prompt, promptTokens: [], tokens: [], text: '', tokensPerSecond: 0, prefillMs: 0, buildSeconds: 0, done: false,
@@ -354,15 +256,16 @@ async function generate(): Promise<void> {
   try {
     status('gen-status', 'loading the model…', true);
     const model = await loadSelected();
-    const fresh = !state.executors.has(`${mode}|${k}`);
+    const session = state.session!;
+    const fresh = !session.built({ mode, tokensPerDispatch: k });
     status('gen-status', fresh ? `building the ${mode} kernels (compiling WGSL; slow on a CPU adapter)…` : 'starting…', true);
-    const { ex, buildSeconds } = await executorFor(model, mode, k);
+    const { executor: ex, buildSeconds } = await session.executorWithBuildTime({ mode, tokensPerDispatch: k });
     run.buildSeconds = buildSeconds;
     $('build').textContent = fresh ? fmt(buildSeconds, 2) : `${fmt(buildSeconds, 2)} (cached)`;
     const maxTokens = Math.round(num('max-tokens', 1, model.config.seqLen, 128));
     const temperature = num('temperature', 0, 100, 0);
     const sampling = { temperature, topK: 0, topP: temperature > 0 ? num('top-p', 0.01, 1, 0.9) : 1, seed: Math.round(num('seed', 0, 0xffffffff, 42)) };
-    const g = kloop.createGenerator(model, { executor: ex, prompt, maxTokens, sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked, chunk: k });
+    const g = session.generate({ mode, tokensPerDispatch: k, prompt, maxTokens, sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked });
     run.promptTokens = g.promptTokens;
     out.replaceChildren(el('span', { class: 'prompt' }, prompt), el('span', { class: 'gen' }), el('span', { class: 'cursor' }));
     const gen = out.querySelector<HTMLElement>('.gen')!;
@@ -411,73 +314,6 @@ async function generate(): Promise<void> {
 
 // ---------------------------------------------------------------- benchmark
 
-const MODE_COLORS: Record<GpuMode, string> = { 'per-op': '#8b98aa', 'per-layer': '#c38bff', looped: '#4f8cff' };
-
-function drawChart(results: BenchResult[], pending: Partial<Record<GpuMode, string>>): void {
-  const chart = $('chart') as unknown as SVGSVGElement;
-  const width = Math.max(320, chart.clientWidth || 640);
-  const rowH = 44;
-  const top = 10;
-  const left = 96;
-  const right = 150;
-  const height = top + kloop.GPU_MODES.length * rowH + 26;
-  chart.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  chart.style.height = `${height}px`;
-  chart.replaceChildren();
-  const max = Math.max(1e-9, ...results.map((r) => r.tokensPerSecond));
-  const span = width - left - right;
-  chart.append(svg('line', { class: 'axis', x1: left, x2: left, y1: top - 4, y2: top + kloop.GPU_MODES.length * rowH }));
-  kloop.GPU_MODES.forEach((mode, i) => {
-    const y = top + i * rowH;
-    chart.append(svg('text', { x: left - 10, y: y + 22, 'text-anchor': 'end', class: 'label' }, mode));
-    const r = results.find((x) => x.mode === mode);
-    if (r) {
-      const w = Math.max(2, (span * r.tokensPerSecond) / max);
-      const bar = svg('rect', { x: left, y: y + 6, width: 0, height: rowH - 16, rx: 4, fill: MODE_COLORS[mode] });
-      bar.append(svg('animate', { attributeName: 'width', from: 0, to: w, dur: '0.5s', fill: 'freeze' }));
-      bar.setAttribute('width', String(w));
-      chart.append(bar);
-      chart.append(svg('text', { x: left + w + 8, y: y + 22, class: 'value' }, `${fmt(r.tokensPerSecond, 1)} tok/s`));
-      chart.append(svg('text', { x: left + w + 8, y: y + 36, class: 'label', 'font-size': 11 }, `${fmt(r.dispatchesPerToken, 2)} dispatches/token`));
-    } else {
-      chart.append(svg('text', { x: left + 10, y: y + 22, class: 'pending' }, pending[mode] ?? 'not run yet'));
-    }
-  });
-  const looped = results.find((r) => r.mode === 'looped');
-  const parts = results
-    .filter((r) => r.mode !== 'looped' && looped && r.tokensPerSecond > 0)
-    .map((r) => `${fmt(looped!.tokensPerSecond / r.tokensPerSecond, 2)}× ${r.mode}`);
-  if (parts.length) chart.append(svg('text', { x: left, y: height - 6, class: 'label' }, `looped runs at ${parts.join(', ')}`));
-}
-
-function benchTable(results: BenchResult[], agree?: boolean): void {
-  const t = $('bench-table');
-  t.replaceChildren();
-  if (results.length === 0) return;
-  const head = el('tr');
-  for (const h of ['mode', 'K', 'tokens/s', 'ms/token', 'dispatches/token', 'workgroups', 'kernel build s', 'fallbacks']) head.append(el('th', {}, h));
-  t.append(el('thead'), el('tbody'));
-  t.querySelector('thead')!.append(head);
-  for (const r of results) {
-    const tr = el('tr');
-    const name = el('td');
-    name.append(el('span', { class: 'swatch', style: `background:${MODE_COLORS[r.mode]}` }), document.createTextNode(r.mode));
-    tr.append(name);
-    for (const v of [
-      String(r.tokensPerDispatch), fmt(r.tokensPerSecond, 1), fmt(r.tokensPerSecond > 0 ? 1000 / r.tokensPerSecond : NaN, 2), fmt(r.dispatchesPerToken, 2),
-      r.workgroups ? String(r.workgroups) : 'n/a', fmt(r.buildSeconds, 2), String(r.fallbacks),
-    ]) tr.append(el('td', {}, v));
-    t.querySelector('tbody')!.append(tr);
-  }
-  if (agree !== undefined) {
-    const cap = el('caption', { class: agree ? 'good' : 'bad' }, agree ? '✓ every mode produced the same tokens' : '✗ the modes disagree on the tokens');
-    cap.style.captionSide = 'bottom';
-    cap.style.textAlign = 'left';
-    cap.style.padding = '6px 0';
-    t.append(cap);
-  }
-}
-
 async function bench(): Promise<void> {
   if (hook.busy) return;
   setBusy(true);
@@ -486,7 +322,7 @@ async function bench(): Promise<void> {
   hook.lastBench = record;
   const abort = new AbortController();
   const pending: Partial<Record<GpuMode, string>> = { 'per-op': 'waiting…', 'per-layer': 'waiting…', looped: 'waiting…' };
-  drawChart([], pending);
+  drawChart([], pending, kloop.GPU_MODES);
   benchTable([]);
   const stopWatch = setInterval(() => {
     if (state.stop) abort.abort();
@@ -495,8 +331,8 @@ async function bench(): Promise<void> {
     status('bench-status', 'loading the model…', true);
     const model = await loadSelected();
     const tokens = Math.round(num('bench-tokens', 4, Math.min(1024, model.config.seqLen - 8), 64));
-    const k = Math.round(num('bench-k', 1, 64, 8));
-    const r = await kloop.benchmark(model, {
+    const k = Math.round(num('bench-k', 1, 64, kloop.DEFAULTS.tokensPerDispatch));
+    const r = await kloop.compareModes(state.session!, {
       tokens,
       tokensPerDispatch: k,
       signal: abort.signal,
@@ -507,12 +343,12 @@ async function bench(): Promise<void> {
           delete pending[p.mode];
         } else pending[p.mode] = words[p.phase];
         status('bench-status', p.phase === 'done' ? `${p.mode} done` : `${p.mode}: ${words[p.phase]}`, p.phase !== 'done');
-        drawChart(record.results, pending);
+        drawChart(record.results, pending, kloop.GPU_MODES);
         benchTable(record.results);
       },
     });
     record.agree = r.agree;
-    drawChart(r.results, {});
+    drawChart(r.results, {}, kloop.GPU_MODES);
     benchTable(r.results, r.agree);
     status('bench-status', `done: ${tokens} tokens per mode`);
   } catch (e) {
@@ -587,13 +423,13 @@ function wire(): void {
     }
   });
   window.addEventListener('resize', () => {
-    if (hook.lastBench?.results.length) drawChart(hook.lastBench.results, {});
+    if (hook.lastBench?.results.length) drawChart(hook.lastBench.results, {}, kloop.GPU_MODES);
   });
 }
 
 function start(): void {
   wire();
-  drawChart([], {});
+  drawChart([], {}, kloop.GPU_MODES);
   setBusy(false);
   hook.ready = (async () => {
     const [support] = await Promise.all([

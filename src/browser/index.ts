@@ -1,6 +1,6 @@
 /**
  * kloop in the browser (also usable in Node): load a model from a URL, an ArrayBuffer or a File,
- * open a WebGPU device, and stream tokens from any executor mode.
+ * open a session on it (one device, executors built on first use), and stream tokens in any mode.
  *
  *   import { loadModel, createGenerator } from 'kloop/browser';
  *   const model = await loadModel({ model: '/models/stories260K/stories260K.bin', tokenizer: '/models/stories260K/tok512.bin' });
@@ -24,22 +24,29 @@ export {
   type BytesFormat,
 } from './load.ts';
 export {
-  acquireDevice,
-  sharedDevice,
+  openSession,
+  Session,
   createGenerator,
-  benchmark,
-  GPU_MODES,
-  DEFAULT_TOKENS_PER_DISPATCH,
-  type GpuMode,
+  sharedDevice,
+  parameterCount,
+  DEFAULTS,
+  REFERENCE_ADAPTER,
+  type SessionOptions,
+  type ExecutorChoice,
+  type GenerateRequest,
   type StreamOptions,
   type TokenStream,
-  type BenchOptions,
-  type BenchResult,
-} from './api.ts';
+  type SessionResult,
+  type DecodeStats,
+  type TimedDecode,
+  type DeviceSource,
+} from '../engine/session.ts';
+export { benchmark, compareModes, GPU_MODES, type GpuMode, type BenchOptions, type BenchResult } from '../engine/compare.ts';
+export { acquireDevice } from '../engine/device.ts';
 export { checkWebGPU, OPTIONAL_FEATURES, type WebGPUSupport } from './support.ts';
 export { createExecutor, MODES, type Executor, type ExecutorStats, type Mode } from '../engine/executor.ts';
 export type { AcquiredDevice, AdapterDescription } from '../engine/device.ts';
-export type { GenerateOptions, GeneratedToken, GenerationResult } from '../engine/generate.ts';
+export type { GenerateOptions, GeneratedToken, GenerationResult, StopReason } from '../engine/generate.ts';
 export { GREEDY, type SamplingOptions } from '../engine/sampler.ts';
 export type { LoadedModel, ModelConfig, Tokenizer } from '../loader/types.ts';
-export { KloopError } from '../errors.ts';
+export { KloopError, OptionError } from '../errors.ts';

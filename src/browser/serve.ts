@@ -1,6 +1,6 @@
 /**
- * `kloop demo` / `npm run demo`: builds the browser bundles (esbuild) and serves the demo page
- * on 127.0.0.1 only:
+ * The demo server (`kloop demo`, src/cli/demo.ts): builds the browser bundles (esbuild) and
+ * serves the demo page on 127.0.0.1 only:
  *
  *   /                 web/index.html (and the other files of web/)
  *   /dist/*           the bundles, built at start and kept in memory
@@ -16,8 +16,6 @@ import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, relative, resolve, sep } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { KloopError } from '../errors.ts';
 import { findLlama2cTokenizer } from '../loader/index.ts';
 import { parseLlama2cHeader } from '../loader/llama2c.ts';
@@ -26,11 +24,6 @@ import { type BuiltFile, buildWeb, repoRoot, webDir } from './build.ts';
 export const DEFAULT_PORT = 8080;
 const HOST = '127.0.0.1';
 
-export const DEMO_USAGE = `usage: kloop demo [--port N] [--models DIR]
-  --port N      port on 127.0.0.1 (default ${DEFAULT_PORT}; 0 picks a free one)
-  --models DIR  folder of models to offer (default $KLOOP_MODELS, else weights/)
-Serves the browser demo: pick a model, stream tokens in any mode, compare the modes on your GPU.
-`;
 
 /** The models folder: $KLOOP_MODELS, else <repo>/weights. */
 export function defaultModelsDir(env: Record<string, string | undefined> = process.env): string {
@@ -275,69 +268,4 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
 
 function notFound(res: ServerResponse): void {
   send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
-}
-
-/** Parses the flags of `kloop demo`. */
-export function parseDemoFlags(argv: string[]): { port: number; modelsDir?: string; help: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { port: { type: 'string' }, models: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new KloopError(`${String((e as Error).message).split('\n')[0]} (see kloop demo --help)`);
-  }
-  let port = DEFAULT_PORT;
-  if (values.port !== undefined) {
-    const v = values.port.trim();
-    port = Number(v);
-    if (!/^\d+$/.test(v) || port > 65535) throw new KloopError(`--port: expected an integer in [0, 65535], got "${values.port}"`);
-  }
-  if (values.models !== undefined && values.models.trim() === '') throw new KloopError('--models: empty path');
-  return { port, modelsDir: values.models, help: values.help ?? false };
-}
-
-/**
- * `kloop demo`: serves until SIGINT / SIGTERM, then returns 0. Prints the URL (with the chosen
- * port for --port 0) on stdout.
- */
-export async function demoCommand(argv: string[]): Promise<number> {
-  const f = parseDemoFlags(argv);
-  if (f.help) {
-    process.stdout.write(DEMO_USAGE);
-    return 0;
-  }
-  const s = await startDemoServer({ port: f.port, modelsDir: f.modelsDir });
-  const models = await listModels(s.modelsDir).catch(() => []);
-  process.stdout.write(`kloop demo: serving ${s.url}\n`);
-  process.stdout.write(
-    models.length > 0
-      ? `  models from ${s.modelsDir}: ${models.map((m) => m.name).join(', ')}\n`
-      : `  no models found in ${s.modelsDir} (set KLOOP_MODELS or --models; the page can still load a URL or local files)\n`,
-  );
-  process.stdout.write('  press Ctrl+C to stop\n');
-  await new Promise<void>((ok) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      ok();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-  await s.close();
-  return 0;
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  demoCommand(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`kloop: ${e instanceof KloopError ? e.message : (e.stack ?? e.message)}\n`);
-      process.exit(e instanceof KloopError ? e.exitCode : 1);
-    },
-  );
 }

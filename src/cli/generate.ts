@@ -3,17 +3,15 @@
  * llama2.c prints it), then a stats line on stderr; or, with --json, one JSON object on stdout.
  */
 import { KloopError } from '../errors.ts';
-import type { Executor, ExecutorStats } from '../engine/executor.ts';
-import { createGenerator } from '../engine/generate.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
 import { type SamplingOptions, GREEDY, validateSampling } from '../engine/sampler.ts';
+import { DEFAULTS } from '../engine/session.ts';
 import { intFlag, modeFlag, numberFlag, parseFlags } from './args.ts';
-import { contextFlag, openExecutor, openModel } from './engine.ts';
+import { openModel, sessionFromFlags } from './engine.ts';
 import type { Io } from './io.ts';
 
-/** Tokens per looped dispatch when --tokens-per-dispatch is not given. */
-export const DEFAULT_TOKENS_PER_DISPATCH = 16;
-export const DEFAULT_MAX_TOKENS = 256;
+const DEFAULT_TOKENS_PER_DISPATCH = DEFAULTS.tokensPerDispatch;
+const DEFAULT_MAX_TOKENS = DEFAULTS.maxTokens;
 
 export const GENERATE_USAGE = `usage: kloop generate [options]
   --model PATH              llama2.c .bin, .gguf, or Hugging Face folder (default: stories260K
@@ -71,30 +69,12 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   }
   const k = mode === 'looped' ? intFlag('tokens-per-dispatch', f['tokens-per-dispatch'] ?? String(DEFAULT_TOKENS_PER_DISPATCH), 1, MAX_TOKENS_PER_DISPATCH) : 1;
 
+  if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
   const model = await openModel(f);
-  const context = contextFlag(f.context, model);
-
-  // The generator checks the prompt against the context when it is created; the device is
-  // opened only after that, so a bad prompt fails fast. Until then `deferred` stands in.
-  let executor: Executor | undefined;
-  const deferred: Executor = {
-    mode,
-    get stats() {
-      return executor!.stats;
-    },
-    forward: (token, pos) => executor!.forward(token, pos),
-    decode: (inputs, pos, steps, s) => executor!.decode(inputs, pos, steps, s),
-    destroy: () => executor?.destroy(),
-  };
-  const gen = createGenerator(
-    model,
-    deferred,
-    { prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false, chunk: k },
-    context,
-  );
-  const opened = await openExecutor(model, mode, { adapter: f.adapter, tokensPerDispatch: k, context }, io);
-  executor = opened.executor;
+  const session = sessionFromFlags(model, f, io);
   try {
+    // The prompt and the options are checked here; the device opens at the first token.
+    const gen = session.generate({ mode, tokensPerDispatch: k, prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false });
     const tok = model.tokenizer;
     if (!f.json) {
       // The prompt's text first, decoded piece by piece like the generated tokens.
@@ -103,36 +83,16 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
       for (let i = 1; i < p.length; i++) text += tok.decodeStep(p[i - 1]!, p[i]!);
       io.out(text);
     }
-    // Stats of the decode phase: from the first generated token (it comes out of the prompt's
-    // prefill) to the last.
-    let atFirst: ExecutorStats | undefined;
-    for await (const t of gen) {
-      atFirst ??= { ...executor.stats };
-      if (!f.json) io.out(t.text);
-    }
+    for await (const t of gen) if (!f.json) io.out(t.text);
     const r = gen.result();
-    const end = executor.stats;
-    const decoded = r.tokens.length - 1;
-    const perToken = (key: 'dispatches' | 'submits'): number => {
-      if (decoded > 0 && atFirst) return (end[key] - atFirst[key]) / decoded;
-      return end.steps > 0 ? end[key] / end.steps : 0;
-    };
-    const tokensPerSecond = decoded > 0 && r.decodeSeconds > 0 ? decoded / r.decodeSeconds : 0;
-    const stats = {
-      tokensPerSecond,
-      msPerToken: tokensPerSecond > 0 ? 1000 / tokensPerSecond : 0,
-      dispatchesPerToken: perToken('dispatches'),
-      submitsPerToken: perToken('submits'),
-      fallbacks: end.fallbacks,
-      workgroups: end.workgroups,
-      tokensPerDispatch: k,
-    };
+    const { stats } = r;
+    const adapter = session.adapter;
     if (f.json) {
       io.out(
         JSON.stringify({
           model: model.name,
           mode,
-          adapter: opened.adapter,
+          adapter: adapter.info,
           promptTokens: r.promptTokens,
           tokens: r.tokens,
           text: r.text,
@@ -145,13 +105,13 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
       const kNote = mode === 'looped' ? ` K=${k}` : '';
       const fb = stats.fallbacks > 0 ? `, ${stats.fallbacks} fallbacks to per-op` : '';
       io.err(
-        `${model.name} ${mode}${kNote} on ${opened.adapterName}: ${r.tokens.length} tokens (${r.stoppedAt}), ` +
+        `${model.name} ${mode}${kNote} on ${adapter.name}: ${r.tokens.length} tokens (${r.stoppedAt}), ` +
           `${stats.tokensPerSecond.toFixed(1)} tok/s, ${stats.msPerToken.toFixed(3)} ms/token, ` +
           `${stats.dispatchesPerToken.toFixed(2)} dispatches/token${fb}\n`,
       );
     }
     return 0;
   } finally {
-    opened.close();
+    await session.dispose();
   }
 }

@@ -5,7 +5,7 @@
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { KloopError } from '../errors.ts';
 import { intListFlag, modeFlag, parseFlags, pathFlag } from './args.ts';
-import { contextFlag, openExecutor, openModel } from './engine.ts';
+import { openModel, sessionFromFlags } from './engine.ts';
 import type { Io } from './io.ts';
 
 export const LOGITS_USAGE = `usage: kloop logits --tokens IDS --out FILE [options]
@@ -41,9 +41,11 @@ export async function logitsCommand(argv: string[], io: Io): Promise<number> {
   const mode = modeFlag(f.mode, 'looped');
   const ids = intListFlag('tokens', f.tokens, 0, Number.MAX_SAFE_INTEGER);
 
+  if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
   const model = await openModel(f);
   const { vocabSize } = model.config;
-  const context = contextFlag(f.context, model);
+  const session = sessionFromFlags(model, f, io);
+  const context = session.context;
   const bad = ids.find((t) => t >= vocabSize);
   if (bad !== undefined) throw new KloopError(`--tokens: id ${bad} is outside the vocabulary of ${model.name} (0..${vocabSize - 1})`);
   if (ids.length > context) throw new KloopError(`--tokens: ${ids.length} tokens do not fit the context of ${context}`);
@@ -59,14 +61,14 @@ export async function logitsCommand(argv: string[], io: Io): Promise<number> {
   let written = false;
   try {
     const bytes = Buffer.alloc(ids.length * vocabSize * 4);
-    const opened = await openExecutor(model, mode, { adapter: f.adapter, context }, io);
     try {
+      const executor = await session.executor({ mode, tokensPerDispatch: 1 });
       for (let p = 0; p < ids.length; p++) {
-        const logits = await opened.executor.forward(ids[p]!, p);
+        const logits = await executor.forward(ids[p]!, p);
         for (let i = 0; i < vocabSize; i++) bytes.writeFloatLE(logits[i]!, (p * vocabSize + i) * 4);
       }
     } finally {
-      opened.close();
+      await session.dispose();
     }
     await fh.write(bytes).catch((e) => {
       throw cannotWrite(e);

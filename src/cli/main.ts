@@ -5,15 +5,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { KloopError } from '../errors.ts';
+import { KloopError, OptionError } from '../errors.ts';
 import { loadModel } from '../loader/index.ts';
-import { timingModelCommand } from '../rdu-emulation/timing/command.ts';
 import { convertCommand } from './convert.ts';
 import { devicesCommand } from './devices.ts';
 import { encodeCommand } from './encode.ts';
 import { generateCommand } from './generate.ts';
 import { type Io, processIo } from './io.ts';
 import { logitsCommand } from './logits.ts';
+import { timingModelCommand } from './timing-model.ts';
 
 export const USAGE = `usage: kloop <command> [flags]     (kloop <command> --help for its flags)
 
@@ -41,8 +41,8 @@ const COMMANDS: Record<string, Command> = {
   convert: convertCommand,
   devices: devicesCommand,
   // Loaded only when used: the benchmark pulls in the peers, the demo the web bundler.
-  bench: async (argv) => (await import('../bench/command.ts')).benchCommand(argv),
-  demo: async (argv) => (await import('../browser/serve.ts')).demoCommand(argv),
+  bench: async (argv) => (await import('./bench.ts')).benchCommand(argv),
+  demo: async (argv) => (await import('./demo.ts')).demoCommand(argv),
   'timing-model': (argv, io) =>
     timingModelCommand(argv, { loadModelConfig: async (path) => (await loadModel(path)).config, stdout: io.out, stderr: io.err }),
 };
@@ -83,7 +83,7 @@ export async function main(argv: string[], io: Io = processIo, env: Record<strin
 function report(e: unknown, io: Io, env: Record<string, string | undefined>): number {
   const debug = env.KLOOP_DEBUG === '1';
   if (e instanceof KloopError) {
-    io.err(`kloop: ${oneLine(e.message)}\n`);
+    io.err(`kloop: ${oneLine(flagMessage(e))}\n`);
     if (debug && e.stack) io.err(`${e.stack}\n`);
     return e.exitCode;
   }
@@ -97,6 +97,12 @@ function report(e: unknown, io: Io, env: Record<string, string | undefined>): nu
 }
 
 const oneLine = (s: string): string => s.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+
+/** The engine names its options (`tokensPerDispatch: ...`); the CLI speaks of its flags (`--tokens-per-dispatch: ...`). */
+export function flagMessage(e: KloopError): string {
+  if (!(e instanceof OptionError) || !e.message.startsWith(e.option)) return e.message;
+  return `--${e.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${e.message.slice(e.option.length)}`;
+}
 
 /** Runs the command line of this process and exits with its code. */
 export async function run(): Promise<never> {

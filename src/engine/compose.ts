@@ -99,20 +99,22 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   };
 }
 
-/** Work items of a stage: how many workgroups a per-op dispatch of it uses. */
+/** Work items of a stage (from its STAGES declaration): how many workgroups a per-op dispatch of it uses. */
 export function stageItems(id: StageId, layout: Layout): number {
   const k = layout.consts;
   const { wg, lanes } = layout.kernel;
   const st = STAGES[id];
   if (st.partition === 'replicated') return 1;
   if (st.partition === 'kvHeads') return k.NKV;
-  const rows: Partial<Record<StageId, number>> = {
-    qkv: k.QD + 2 * k.KVD, wo_residual: k.DIM, gate_up: k.HIDDEN, down_residual: k.DIM, classifier: k.VOCAB,
-  };
-  return matvecItems(rows[id]!, lanes, wg);
+  return matvecItems(st.rows!(layout.config), lanes, wg);
 }
 
-function module(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
+/**
+ * A whole WGSL module: the layout's constants, the shared declarations, grid sync if asked, the
+ * given stages' functions and `body` (entry points). Every kernel is composed here, the
+ * device-model microbenchmarks' included.
+ */
+export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = stageFunctions(layout);
   return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
@@ -133,7 +135,7 @@ export function perOpModule(layout: Layout, stages: StageId[]): string {
   const entries = [...new Set(stages)].map(
     (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) { s_${s}(wid.x, nwg.x, lid, disp.layer, 0u); }`,
   );
-  return module(layout, stages, entries.join('\n'), false, 'plain');
+  return composeModule(layout, stages, entries.join('\n'), false, 'plain');
 }
 
 /** Straight-line code of a stage sequence with the barriers `before` asks for. */
@@ -188,7 +190,7 @@ export function perLayerModule(layout: Layout, calls: Call[], handoff: Handoff):
     barriers.push(count);
   }
   const stages = calls.flatMap((c) => c.stages);
-  return { code: module(layout, stages, bodies.join('\n'), !single, handoff), entries, barriers: single ? barriers.map(() => 0) : barriers };
+  return { code: composeModule(layout, stages, bodies.join('\n'), !single, handoff), entries, barriers: single ? barriers.map(() => 0) : barriers };
 }
 
 /**
@@ -258,7 +260,7 @@ ${sequence(epilogue, plan.epilogue, '0u', 'j', single)}
   }
 }`;
   return {
-    code: module(layout, [...prologue, ...loop.stages, ...epilogue], body, !single, handoff),
+    code: composeModule(layout, [...prologue, ...loop.stages, ...epilogue], body, !single, handoff),
     barriersPerToken: single ? 0 : plan.perToken(loop.layers.length),
   };
 }

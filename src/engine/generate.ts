@@ -3,7 +3,7 @@
  * chunks (K per dispatch for the looped mode), streaming each token's text as it arrives.
  * Used by the CLI and by the browser API alike.
  */
-import { KloopError } from '../errors.ts';
+import { KloopError, OptionError } from '../errors.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import type { Executor } from './executor.ts';
 import { type SamplingOptions, validateSampling } from './sampler.ts';
@@ -35,8 +35,11 @@ export interface GenerationResult {
   /** Seconds spent decoding the generated tokens (after the prompt was prefilled). */
   decodeSeconds: number;
   prefillSeconds: number;
-  stoppedAt: 'eos' | 'max-tokens' | 'context';
+  stoppedAt: StopReason;
 }
+
+/** Why a generation ended: EOS/BOS, the token budget, the end of the context, or the consumer stopped reading. */
+export type StopReason = 'eos' | 'max-tokens' | 'context' | 'stopped';
 
 /** Ids that end a generation: EOS, and BOS (llama2.c models emit it between stories). */
 export function stopIds(model: LoadedModel): Set<number> {
@@ -50,7 +53,7 @@ export function stopIds(model: LoadedModel): Set<number> {
  */
 export function createGenerator(model: LoadedModel, executor: Executor, o: GenerateOptions, context = model.config.seqLen) {
   validateSampling(o.sampling);
-  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new KloopError(`--max-tokens: must be an integer >= 0 (got ${o.maxTokens})`);
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new OptionError('maxTokens', `must be an integer >= 0 (got ${o.maxTokens})`);
   const promptTokens = o.promptTokens ?? model.tokenizer.encode(o.prompt ?? '');
   if (promptTokens.length === 0) throw new KloopError('prompt: no tokens');
   if (promptTokens.length >= context) {
@@ -67,6 +70,21 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
 
   async function* run(): AsyncGenerator<GeneratedToken> {
     if (o.maxTokens === 0) return;
+    let ended = false;
+    const t0 = performance.now();
+    try {
+      yield* steps();
+      ended = true;
+    } finally {
+      // The consumer stopped reading (break, return, an exception in its loop body).
+      if (!ended) {
+        stoppedAt = 'stopped';
+        decodeSeconds = (performance.now() - t0 - prefillSeconds * 1000) / 1000;
+      }
+    }
+  }
+
+  async function* steps(): AsyncGenerator<GeneratedToken> {
     const budget = Math.min(o.maxTokens, context - promptTokens.length);
     let t0 = performance.now();
     // Prefill: every prompt token, and the first generated token with it.

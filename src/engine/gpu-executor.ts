@@ -4,17 +4,21 @@
  *   per-layer: one dispatch per call (fused layer kernel), a host round trip per token;
  *   looped:    one dispatch per K tokens (all layers looped inside, tokens fed back on device).
  * A fused dispatch whose grid barrier times out raises the abort flag; the step is then re-run
- * with per-op dispatches (no cross-workgroup waits), and stats.fallbacks counts it.
+ * with per-op dispatches (no cross-workgroup waits), and stats.fallbacks counts it (runSteps).
+ * This file is the RUNNER (buffers, upload, occupancy, submit, fallback, step loop); WHAT runs is
+ * the program (program.ts: looping pass, kernels, widths, barriers), composed by compose.ts from
+ * the stage bodies and the grid synchronisation (kernels-wgsl/sync.wgsl.ts).
  */
-import { KloopError } from '../errors.ts';
-import { BINDING } from '../kernels-wgsl/common.wgsl.ts';
+import { KloopError, OptionError } from '../errors.ts';
+import { BINDING, STEP_BYTES, packStep } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
-import { loopedModule, perLayerModule, perOpModule, stageItems } from './compose.ts';
+import { compileWgsl, computePipeline } from './compile.ts';
 import type { AcquiredDevice } from './device.ts';
-import { type Executor, type ExecutorStats, checkPositions, checkToken } from './executor.ts';
+import { type Executor, type ExecutorStats, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
-import { type Call, type Schedule, type StageId, buildSchedule, loopLayers } from './schedule.ts';
+import { type Program, callGroups, fusedProgram, kernelSchedules, perOpProgram } from './program.ts';
+import type { Schedule } from './schedule.ts';
 
 export type GpuMode = 'per-op' | 'per-layer' | 'looped';
 
@@ -56,15 +60,6 @@ interface StepParams {
   pollSpins?: number;
 }
 
-const STEP_BYTES = 48;
-
-/** Dawn's messages span lines ("- While validating ..."): user-facing errors are one line. */
-const oneLine = (m: string): string =>
-  m
-    .split('\n')
-    .map((l) => l.trim().replace(/^- /, ''))
-    .filter(Boolean)
-    .join('; ');
 const DISP_STRIDE = 256;
 /** Occupancy probes are cached per adapter and kernel shape for the life of the process. */
 const occupancyCache = new Map<string, number>();
@@ -110,21 +105,21 @@ export class GpuExecutor implements Executor {
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
-      throw new KloopError(`--context ${context}: must be an integer in [1, ${cfg.seqLen}] for ${model.name}`);
+      throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);
     }
     this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize, weightTypesOf(model.weights));
     this.k = opts.tokensPerDispatch ?? 1;
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
-      throw new KloopError(`--tokens-per-dispatch ${this.k}: must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}]`);
+      throw new OptionError('tokensPerDispatch', `must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}] (got ${this.k})`);
     }
     if (this.k > 1 && this.mode !== 'looped') {
-      throw new KloopError(`--tokens-per-dispatch ${this.k}: only the looped mode decodes several tokens per dispatch`);
+      throw new OptionError('tokensPerDispatch', `only the looped mode decodes several tokens per dispatch (got ${this.k} with mode ${this.mode})`);
     }
     this.spinBound = opts.spinBound ?? (gpu.cpu ? 1 << 24 : 1 << 22);
-    this.schedule = buildSchedule(cfg);
-    const looping = loopLayers(this.schedule);
-    this.loopNotes = looping.notes;
-    this.loopedSchedule = looping.schedule;
+    const kernels = kernelSchedules(cfg);
+    this.schedule = kernels.schedule;
+    this.loopNotes = kernels.notes;
+    this.loopedSchedule = kernels.looped;
 
     device.lost.then((info) => {
       this.lost = info.message || info.reason || 'unknown reason';
@@ -212,65 +207,29 @@ export class GpuExecutor implements Executor {
     return ex;
   }
 
-  /** The looped call of the schedule (after the looping pass) and the stages around it. */
-  private loopedParts(): { prologue: StageId[]; loop: Extract<Call, { kind: 'loop' }>; epilogue: StageId[] } {
-    const looped = this.loopedSchedule.calls;
-    const at = looped.findIndex((c) => c.kind === 'loop');
-    const loop: Extract<Call, { kind: 'loop' }> =
-      at >= 0
-        ? (looped[at] as Extract<Call, { kind: 'loop' }>)
-        : // A single layer: a loop of one iteration.
-          { kind: 'loop', name: 'decoder[0]', stages: (looped.find((c) => c.kind === 'layer') as Call).stages, layers: [0], signature: '' };
-    const idx = at >= 0 ? at : looped.findIndex((c) => c.kind === 'layer');
-    return {
-      prologue: looped.slice(0, idx).flatMap((c) => c.stages),
-      loop,
-      epilogue: looped.slice(idx + 1).flatMap((c) => c.stages),
-    };
+  private compile(code: string, label: string): Promise<GPUShaderModule> {
+    return compileWgsl(this.device, code, label);
   }
 
-  private async compile(code: string, label: string): Promise<GPUShaderModule> {
-    const device = this.device;
-    device.pushErrorScope('validation');
-    const module = device.createShaderModule({ code, label });
-    const info = await module.getCompilationInfo();
-    const err = await device.popErrorScope();
-    const errors = info.messages.filter((m) => m.type === 'error');
-    if (errors.length > 0 || err) {
-      const first = errors[0];
-      const where = first ? `line ${first.lineNum}: ${oneLine(first.message)}` : oneLine(err?.message ?? '');
-      const line = first ? code.split('\n')[first.lineNum - 1]?.trim() : '';
-      throw new KloopError(`WGSL ${label} kernel failed to compile: ${where}${line ? ` (${line})` : ''}`);
-    }
-    return module;
+  private pipeline(module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.device, this.pipelineLayout, module, entryPoint);
   }
 
-  private async pipeline(module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
-    // Synchronous creation: Dawn's asynchronous path has crashed in lavapipe's compiler threads.
-    const device = this.device;
-    device.pushErrorScope('validation');
-    const p = device.createComputePipeline({ layout: this.pipelineLayout, compute: { module, entryPoint } });
-    const err = await device.popErrorScope();
-    if (err) throw new KloopError(`WebGPU pipeline ${entryPoint}: ${oneLine(err.message)}`);
-    return p;
+  /** Compiles a program: one pipeline per entry point. */
+  private async pipelines(p: Program): Promise<Map<string, GPUComputePipeline>> {
+    const module = await this.compile(p.code, p.label);
+    const pipes = new Map<string, GPUComputePipeline>();
+    for (const c of p.calls) if (!pipes.has(c.entryPoint)) pipes.set(c.entryPoint, await this.pipeline(module, c.entryPoint));
+    return pipes;
   }
 
   private async buildPerOp(): Promise<Dispatch[]> {
     if (this.perOp) return this.perOp;
-    const stages = [...new Set(this.schedule.calls.flatMap((c) => c.stages))];
-    const module = await this.compile(perOpModule(this.layout, stages), 'per-op');
-    const pipes = new Map<StageId, GPUComputePipeline>();
-    for (const s of stages) pipes.set(s, await this.pipeline(module, `op_${s}`));
+    const p = perOpProgram(this.schedule, this.layout);
+    const pipes = await this.pipelines(p);
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    this.perOp = this.schedule.calls.flatMap((call, entry) =>
-      call.stages.map((s) => ({ pipeline: pipes.get(s)!, entry, groups: Math.min(stageItems(s, this.layout), maxGroups) })),
-    );
+    this.perOp = p.calls.map((c) => ({ pipeline: pipes.get(c.entryPoint)!, entry: c.entry, groups: Math.min(c.width, maxGroups) }));
     return this.perOp;
-  }
-
-  /** Most work items of any stage: a fused dispatch never needs more workgroups than this. */
-  private widest(stages: StageId[]): number {
-    return Math.max(...stages.map((s) => stageItems(s, this.layout)));
   }
 
   private async build(): Promise<void> {
@@ -284,7 +243,7 @@ export class GpuExecutor implements Executor {
     // atomics; a single one keeps them plain.
     let groups = this.opts.groups;
     if (groups !== undefined && (!Number.isInteger(groups) || groups < 1)) {
-      throw new KloopError(`--groups ${groups}: must be a positive integer`);
+      throw new OptionError('groups', `must be a positive integer (got ${groups})`);
     }
     groups ??= this.gpu.cpu ? 1 : undefined;
     let fused = await this.compileFused(groups === 1 ? 'plain' : 'atomic');
@@ -297,7 +256,7 @@ export class GpuExecutor implements Executor {
     this.stats.workgroups = groups;
   }
 
-  /** Compiles the fused kernel shape of this mode with the given activation hand-off. */
+  /** Compiles the fused program of this mode with the given activation hand-off. */
   private async compileFused(handoff: 'atomic' | 'plain'): Promise<{
     dispatches: (groups: number) => Dispatch[];
     probe: { pipeline: GPUComputePipeline; entry: number };
@@ -305,38 +264,17 @@ export class GpuExecutor implements Executor {
     barriersPerToken: number;
   }> {
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (this.mode === 'per-layer') {
-      const calls = this.schedule.calls;
-      const { code, entries, barriers } = perLayerModule(this.layout, calls, handoff);
-      const module = await this.compile(code, 'per-layer');
-      const pipes = new Map<string, GPUComputePipeline>();
-      for (const e of new Set(entries)) pipes.set(e, await this.pipeline(module, e));
-      const layerCall = calls.findIndex((c) => c.kind === 'layer');
-      return {
-        // Calls without a barrier need no co-residency: with atomic hand-off they take as many
-        // workgroups as they have work; with plain hand-off (one workgroup) they take one.
-        dispatches: (groups) =>
-          calls.map((call, i) => ({
-            pipeline: pipes.get(entries[i])!,
-            entry: i,
-            groups: barriers[i] > 0 || handoff === 'plain' ? groups : Math.min(this.widest(call.stages), maxGroups),
-          })),
-        probe: { pipeline: pipes.get(entries[layerCall])!, entry: layerCall },
-        widest: this.widest(calls[layerCall].stages),
-        barriersPerToken: barriers.reduce((a, b) => a + b, 0),
-      };
-    }
-    const parts = this.loopedParts();
-    const { code, barriersPerToken } = loopedModule(this.layout, parts.prologue, parts.loop, parts.epilogue, handoff);
-    const module = await this.compile(code, 'looped');
-    const pipeline = await this.pipeline(module, 'step_looped');
+    const p = fusedProgram(this.mode as 'per-layer' | 'looped', { schedule: this.schedule, looped: this.loopedSchedule }, this.layout, handoff);
+    const pipes = await this.pipelines(p);
+    const probe = p.calls[p.probe]!;
     return {
-      dispatches: (groups) => [{ pipeline, entry: 0, groups }],
-      probe: { pipeline, entry: 0 },
-      // Sized by the decoder layer, which runs L times a token, not by the classifier, which runs
-      // once: more workgroups than a layer has work only make every grid barrier dearer.
-      widest: this.widest(parts.loop.stages),
-      barriersPerToken,
+      dispatches: (groups) => {
+        const n = callGroups(p, groups, handoff, maxGroups);
+        return p.calls.map((c, i) => ({ pipeline: pipes.get(c.entryPoint)!, entry: c.entry, groups: n[i]! }));
+      },
+      probe: { pipeline: pipes.get(probe.entryPoint)!, entry: probe.entry },
+      widest: p.widest,
+      barriersPerToken: p.barriersPerToken,
     };
   }
 
@@ -363,20 +301,14 @@ export class GpuExecutor implements Executor {
   }
 
   private writeStep(p: StepParams): void {
-    const buf = new ArrayBuffer(STEP_BYTES);
-    const u = new Uint32Array(buf);
-    const f = new Float32Array(buf);
-    u[0] = p.pos;
-    u[1] = p.nTokens;
-    u[2] = p.forced;
-    u[3] = p.sampling.seed >>> 0;
-    f[4] = p.sampling.temperature;
-    u[5] = p.sampling.topK;
-    f[6] = p.sampling.topP;
-    u[7] = this.opts.spinBound ?? this.spinBound;
-    u[8] = p.pollSpins ?? this.opts.pollSpins ?? (this.gpu.cpu ? 1 << 14 : 1 << 12); // poll budget of the occupancy leader
-    u[9] = p.maxGroups;
-    this.device.queue.writeBuffer(this.buffers.step, 0, buf);
+    const step = packStep({
+      pos: p.pos, n_tokens: p.nTokens, forced: p.forced, seed: p.sampling.seed, temperature: p.sampling.temperature,
+      top_k: p.sampling.topK, top_p: p.sampling.topP, spin_bound: this.opts.spinBound ?? this.spinBound,
+      // poll budget of the occupancy leader
+      poll_spins: p.pollSpins ?? this.opts.pollSpins ?? (this.gpu.cpu ? 1 << 14 : 1 << 12),
+      max_groups: p.maxGroups,
+    });
+    this.device.queue.writeBuffer(this.buffers.step, 0, step);
   }
 
   /** Encode, submit and read back one batch of dispatches. */

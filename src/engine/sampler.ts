@@ -12,7 +12,7 @@
  * Thresholds are found by bisection over the float ordering (32 steps), not by sorting: that is
  * how a workgroup finds them on the device, and doing the same here keeps tie semantics equal.
  */
-import { KloopError } from '../errors.ts';
+import { OptionError } from '../errors.ts';
 
 export interface SamplingOptions {
   /** 0 = greedy. */
@@ -28,12 +28,12 @@ export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1, seed:
 
 export function validateSampling(o: SamplingOptions): void {
   if (!(o.temperature >= 0) || !Number.isFinite(o.temperature)) {
-    throw new KloopError(`--temperature: must be a finite number >= 0 (got ${o.temperature})`);
+    throw new OptionError('temperature', `must be a finite number >= 0 (got ${o.temperature})`);
   }
-  if (!Number.isInteger(o.topK) || o.topK < 0) throw new KloopError(`--top-k: must be an integer >= 0 (got ${o.topK})`);
-  if (!(o.topP > 0 && o.topP <= 1)) throw new KloopError(`--top-p: must be in (0, 1] (got ${o.topP})`);
+  if (!Number.isInteger(o.topK) || o.topK < 0) throw new OptionError('topK', `must be an integer >= 0 (got ${o.topK})`);
+  if (!(o.topP > 0 && o.topP <= 1)) throw new OptionError('topP', `must be in (0, 1] (got ${o.topP})`);
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) {
-    throw new KloopError(`--seed: must be an integer in [0, 4294967295] (got ${o.seed})`);
+    throw new OptionError('seed', `must be an integer in [0, 4294967295] (got ${o.seed})`);
   }
 }
 

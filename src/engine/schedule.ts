@@ -57,6 +57,8 @@ export interface StageSpec {
   writes: ActBuffer[];
   /** Addresses per-layer weights / KV (w[n], kv[n]). */
   perLayer: boolean;
+  /** Output rows of a 'rows' stage: its work items are row tiles of these (stageItems). */
+  rows?: (c: ModelConfig) => number;
   /** One line of what it computes (shapes from the config). */
   describe(c: ModelConfig): string;
 }
@@ -76,7 +78,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `xn(${c.dim}) = rmsnorm(x) * rms_att[n]`,
   },
   qkv: {
-    id: 'qkv', role: 'matvec', partition: 'rows', perLayer: true,
+    id: 'qkv', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => (c.nHeads + 2 * c.nKvHeads) * c.headDim,
     reads: [all('xn')], writes: ['q', 'k', 'v'],
     describe: (c) =>
       `q|k|v(${(c.nHeads + 2 * c.nKvHeads) * c.headDim}) = wqkv[n](${(c.nHeads + 2 * c.nKvHeads) * c.headDim}x${c.dim}) · xn` +
@@ -93,7 +95,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
   },
   wo_residual: {
-    id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true,
+    id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,
     reads: [all('att'), own('x')], writes: ['h'],
     describe: (c) => `h(${c.dim}) = x + wo[n](${c.dim}x${c.nHeads * c.headDim}) · att`,
   },
@@ -103,12 +105,12 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `xn(${c.dim}) = rmsnorm(h) * rms_ffn[n]`,
   },
   gate_up: {
-    id: 'gate_up', role: 'matvec', partition: 'rows', perLayer: true,
+    id: 'gate_up', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.hiddenDim,
     reads: [all('xn')], writes: ['g'],
     describe: (c) => `g(${c.hiddenDim}) = silu(w1[n] · xn) * (w3[n] · xn)`,
   },
   down_residual: {
-    id: 'down_residual', role: 'matvec', partition: 'rows', perLayer: true,
+    id: 'down_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,
     reads: [all('g'), own('h')], writes: ['x'],
     describe: (c) => `x(${c.dim}) = h + w2[n](${c.dim}x${c.hiddenDim}) · g`,
   },
@@ -118,7 +120,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `xn(${c.dim}) = rmsnorm(x) * rms_final`,
   },
   classifier: {
-    id: 'classifier', role: 'matvec', partition: 'rows', perLayer: false,
+    id: 'classifier', role: 'matvec', partition: 'rows', perLayer: false, rows: (c) => c.vocabSize,
     reads: [all('xn')], writes: ['logits'],
     describe: (c) => `logits(${c.vocabSize}) = wcls(${c.vocabSize}x${c.dim}) · xn`,
   },
@@ -214,7 +216,7 @@ export function loopLayers(schedule: Schedule): LoopReport {
       });
       notes.push(
         `looped ${run.length} calls ${run[0].name}..${run[run.length - 1].name} into one call; ` +
-          `weights stacked as w[n], KV as kv[n], activation x carried in double buffers`,
+          `weights stacked as w[n], KV as kv[n], activation x carried from layer to layer in place (the act buffer)`,
       );
     }
     if (j < calls.length && calls[j].kind === 'layer') {

@@ -15,41 +15,68 @@ export type Handoff = 'atomic' | 'plain';
 /** Binding numbers of group 0, shared by every kernel (8 storage buffers: the spec's default limit). */
 export const BINDING = { step: 0, disp: 1, emb: 2, attn: 3, ffn1: 4, ffn3: 5, ffn2: 6, kv: 7, act: 8, ctl: 9 } as const;
 
+/**
+ * The step uniform, declared once: the WGSL struct Step, its size (STEP_BYTES) and the host's
+ * writer (packStep) are all generated from this table, in this order.
+ */
+export const STEP_FIELDS = [
+  ['pos', 'u32', 'position of the first token of this dispatch'],
+  ['n_tokens', 'u32', 'tokens decoded by this dispatch (K)'],
+  ['forced', 'u32', 'tokens[0 .. forced) are given (prompt); later ones are sampled'],
+  ['seed', 'u32', 'sampler seed'],
+  ['temperature', 'f32', '0: greedy argmax'],
+  ['top_k', 'u32', '0: off'],
+  ['top_p', 'f32', '1: off'],
+  ['spin_bound', 'u32', 'iterations before a spin gives up and raises the abort flag'],
+  ['poll_spins', 'u32', 'how long the first workgroup keeps the occupancy poll open'],
+  ['max_groups', 'u32', 'workgroups allowed to take part'],
+] as const satisfies readonly (readonly [string, 'u32' | 'f32', string])[];
+
+export type StepField = (typeof STEP_FIELDS)[number][0];
+
+/** Bytes of the step uniform: its fields, padded to 16 (a uniform struct's alignment). */
+export const STEP_BYTES = Math.ceil((STEP_FIELDS.length * 4) / 16) * 16;
+
+/** The step uniform's bytes, each field written as its table type says. */
+export function packStep(values: Record<StepField, number>): ArrayBuffer {
+  const buf = new ArrayBuffer(STEP_BYTES);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  STEP_FIELDS.forEach(([name, type], i) => {
+    if (type === 'f32') f[i] = values[name];
+    else u[i] = values[name] >>> 0;
+  });
+  return buf;
+}
+
+function stepStruct(): string {
+  const fields = STEP_FIELDS.map(([name, type, what]) => `  ${`${name}: ${type},`.padEnd(18)} // ${what}`);
+  for (let i = STEP_FIELDS.length; i < STEP_BYTES / 4; i++) fields.push(`  _pad${i - STEP_FIELDS.length}: u32,`);
+  return `struct Step {\n${fields.join('\n')}\n}`;
+}
+
 const ACT_ATOMIC = `
-@group(0) @binding(8) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
+@group(0) @binding(${BINDING.act}) var<storage, read_write> act: array<atomic<u32>>; // activations as f32 bits
 fn ld(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&act[i])); }
 fn st(i: u32, v: f32) { atomicStore(&act[i], bitcast<u32>(v)); }`;
 
 const ACT_PLAIN = `
-@group(0) @binding(8) var<storage, read_write> act: array<f32>;
+@group(0) @binding(${BINDING.act}) var<storage, read_write> act: array<f32>;
 fn ld(i: u32) -> f32 { return act[i]; }
 fn st(i: u32, v: f32) { act[i] = v; }`;
 export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false): string => /* wgsl */ `
-struct Step {
-  pos: u32,          // position of the first token of this dispatch
-  n_tokens: u32,     // tokens decoded by this dispatch (K)
-  forced: u32,       // tokens[0 .. forced) are given (prompt); later ones are sampled
-  seed: u32,
-  temperature: f32,
-  top_k: u32,
-  top_p: f32,
-  spin_bound: u32,   // iterations before a spin gives up and raises the abort flag
-  poll_spins: u32,   // how long the first workgroup keeps the occupancy poll open
-  max_groups: u32,   // workgroups allowed to take part
-  _pad0: u32,
-  _pad1: u32,
-}
+${stepStruct()}
 struct Dispatch {
   layer: u32,        // which w[n] / kv[n] a per-layer or per-op call addresses
   slot: u32,         // this dispatch's synchronisation slot in ctl
 }
 
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> disp: Dispatch;
+@group(0) @binding(${BINDING.step}) var<uniform> step: Step;
+@group(0) @binding(${BINDING.disp}) var<uniform> disp: Dispatch;
 ${weightDecls(vec4)}
-@group(0) @binding(7) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
+@group(0) @binding(${BINDING.kv}) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
 ${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
-@group(0) @binding(9) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
+@group(0) @binding(${BINDING.ctl}) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
 
 var<workgroup> xs: array<f32, TILE>;     // input vector tile of a matvec
 var<workgroup> red: array<f32, WG>;      // reductions

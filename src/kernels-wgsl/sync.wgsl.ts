@@ -19,7 +19,8 @@
  * Memory ordering relied on: activations cross workgroups only through atomics (the `act`
  * buffer), written before a workgroup's arrival and read after the barrier completes; KV-cache
  * entries (plain f32) are only read by the workgroup that wrote them (their KV head's owner),
- * ordered by storageBarrier. test/engine/sync-stress.test.ts would catch a stale read.
+ * ordered by storageBarrier. test/engine/sync.test.ts (two workgroups against the CPU reference)
+ * would catch a stale read.
  */
 export const SYNC_WGSL = /* wgsl */ `
 const CLOSED: u32 = 0x80000000u;

@@ -2,7 +2,8 @@
  * End to end: the demo server (port 0) and the demo page in Debian's headless Chromium, WebGPU on
  * SwiftShader, driven through the page's own controls: load stories260K (bin + tok512.bin) from
  * the server, generate 32 greedy tokens in the looped mode and compare them with the fixture,
- * then in the per-layer mode and compare with the looped tokens. The page is saved as
+ * then in the per-layer mode and compare with the looped tokens; `kloop generate` and the library
+ * API in Node must give the same tokens with the same defaults. The page is saved as
  * test-artifacts/browser-e2e.png.
  *
  * Chromium: /usr/bin/chromium (Debian's package), or $KLOOP_CHROMIUM; no browser is downloaded.
@@ -14,6 +15,9 @@ import { join } from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoServer, startDemoServer } from '../../src/browser/serve.ts';
+import { main } from '../../src/cli/main.ts';
+import { DEFAULTS } from '../../src/engine/session.ts';
+import { createGenerator, loadModel as loadNodeModel } from '../../src/index.ts';
 import type { PageHook, RunRecord } from '../../src/browser/app.ts';
 import { fixturesDir, modelsDir, repoRoot } from '../helpers/paths.ts';
 
@@ -118,7 +122,8 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
       log('model loaded');
       await page.fill('#prompt', '');
       await page.fill('#temperature', '0');
-      await page.fill('#k', '8');
+      // K as the page shows it: the engine's default, the same the CLI and the library use.
+      expect(await page.inputValue('#k')).toBe(String(DEFAULTS.tokensPerDispatch));
       await page.setChecked('#stop-eos', false);
 
       const looped = await generate('looped');
@@ -131,6 +136,21 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
 
       const perLayer = await generate('per-layer');
       expect(perLayer.tokens).toEqual(looped.tokens);
+
+      // One front door: `kloop generate` and the README's library call give the page's tokens
+      // for the same model, prompt and defaults.
+      const binPath = join(modelsDir, 'stories260K', 'stories260K.bin');
+      let out = '';
+      const io = { out: (t: string) => void (out += t), err: () => undefined };
+      expect(await main(['generate', '--json', '--model', binPath, '--max-tokens', String(TOKENS), '--ignore-eos'], io)).toBe(0);
+      const cli = JSON.parse(out) as { tokens: number[]; promptTokens: number[]; stats: { tokensPerDispatch: number } };
+      expect(cli.stats.tokensPerDispatch).toBe(DEFAULTS.tokensPerDispatch);
+      expect(cli.promptTokens).toEqual(looped.promptTokens);
+      expect(cli.tokens).toEqual(looped.tokens);
+      const model = await loadNodeModel(binPath);
+      const lib: number[] = [];
+      for await (const t of createGenerator(model, { prompt: '', maxTokens: TOKENS, ignoreEos: true })) lib.push(t.id);
+      expect(lib).toEqual(looped.tokens);
 
       // The screenshot shows the per-layer run's text and rates.
       await mkdir(join(repoRoot, 'test-artifacts'), { recursive: true });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { argmax, orderKey, pcgHash, sample, uniformAt, validateSampling } from '../../src/engine/sampler.ts';
-import { KloopError } from '../../src/errors.ts';
+import { flagMessage } from '../../src/cli/main.ts';
+import { KloopError, OptionError } from '../../src/errors.ts';
 
 function randomLogits(n: number, seed: number): Float32Array {
   const l = new Float32Array(n);
@@ -69,10 +70,12 @@ describe('sampler', () => {
     expect(s / 10000).toBeLessThan(0.52);
   });
 
-  it('rejects bad options with a KloopError naming the flag', () => {
-    expect(() => validateSampling({ temperature: -1, topK: 0, topP: 1, seed: 0 })).toThrow(/--temperature/);
+  it('rejects bad options with an OptionError naming the option (the CLI maps it to its flag)', () => {
+    expect(() => validateSampling({ temperature: -1, topK: 0, topP: 1, seed: 0 })).toThrow(/^temperature: /);
     expect(() => validateSampling({ temperature: 1, topK: 1.5, topP: 1, seed: 0 })).toThrow(KloopError);
-    expect(() => validateSampling({ temperature: 1, topK: 0, topP: 0, seed: 0 })).toThrow(/--top-p/);
-    expect(() => validateSampling({ temperature: 1, topK: 0, topP: 1, seed: -2 })).toThrow(/--seed/);
+    expect(() => validateSampling({ temperature: 1, topK: 0, topP: 0, seed: 0 })).toThrow(/^topP: /);
+    expect(() => validateSampling({ temperature: 1, topK: 0, topP: 1, seed: -2 })).toThrow(OptionError);
+    const e = new OptionError('topP', 'must be in (0, 1] (got 0)');
+    expect(flagMessage(e)).toBe('--top-p: must be in (0, 1] (got 0)');
   });
 });

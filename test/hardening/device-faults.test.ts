@@ -160,10 +160,8 @@ describe('WGSL and validation errors (error scopes)', () => {
     expect(e.message).toMatch(/^WebGPU pipeline no_such_entry: Entry point .*no_such_entry.* doesn't exist/);
   }, 60_000);
 
-  // Known defect: GpuExecutor.pipeline() (src/engine/gpu-executor.ts) puts Dawn's multi-line
-  // validation message ("... - While validating compute stage ... - While calling ...") into the
-  // KloopError unchanged, and the CLI prints KloopErrors as one line. Turn this into a plain
-  // `it` once the message is joined onto one line.
+  // Dawn's validation messages span lines ("... - While validating compute stage ..."); the
+  // engine joins them, since the CLI prints a KloopError as one line.
   it('a pipeline validation error is ONE line', async () => {
     const e = await rejection(c.pipeline(await validModule(), 'no_such_entry'), false);
     expect(e.message).not.toContain('\n');

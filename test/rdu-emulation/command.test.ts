@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KloopError } from '../../src/errors.ts';
-import { timingModelCommand } from '../../src/rdu-emulation/timing/index.ts';
+import { timingModelCommand } from '../../src/cli/timing-model.ts';
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -22,6 +22,18 @@ describe('kloop timing-model', () => {
     for (const sys of ['SN40L-1', 'SN40L-8', 'SN40L-16', 'DGX-H100']) {
       for (const mode of ['per-op', 'per-layer', 'looped']) expect(out).toMatch(new RegExp(`${sys}\\s+${mode}\\s+\\d+`));
     }
+  });
+
+  it('--validate --json: every case fit or held out, at least four held out', async () => {
+    const { code, out } = await run(['--validate', '--json']);
+    expect(code).toBe(0);
+    const { cases } = JSON.parse(out) as { cases: { id: string; role: string; paper: unknown; model: unknown; pass: boolean }[] };
+    for (const c of cases) {
+      expect(Object.keys(c)).toEqual(expect.arrayContaining(['id', 'role', 'paper', 'model', 'pass']));
+      expect(['fit', 'held-out']).toContain(c.role);
+    }
+    expect(cases.filter((c) => c.role === 'held-out').length).toBeGreaterThanOrEqual(4);
+    expect((await run(['--validate'])).out).toMatch(/held out: \d+ of \d+ pass/);
   });
 
   it('--json has the documented shape', async () => {

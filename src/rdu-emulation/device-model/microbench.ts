@@ -20,13 +20,18 @@
  * driver's shader compilation out of the figure). Times are host wall clock around submit and
  * completion, like the executor's.
  */
-import { BINDING, type Handoff, commonWgsl } from '../../kernels-wgsl/common.wgsl.ts';
-import { SYNC_WGSL } from '../../kernels-wgsl/sync.wgsl.ts';
+import { BINDING, type Handoff } from '../../kernels-wgsl/common.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
-import { stageFunctions, stageItems } from '../../engine/compose.ts';
+import { compileWgsl as compileModule, computePipeline } from '../../engine/compile.ts';
+import { stageItems } from '../../engine/compose.ts';
 import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import { KloopError } from '../../errors.ts';
+import { median } from '../../engine/session.ts';
+import { COPY_WGSL, TINY_WGSL, barrierWgsl, matvecWgsl, stagesWgsl } from './kernels.ts';
+
+const compile = (device: GPUDevice, code: string, label: string) => compileModule(device, code, `microbenchmark ${label}`);
+const pipeline = (device: GPUDevice, module: GPUShaderModule, entryPoint: string) => computePipeline(device, 'auto', module, entryPoint);
 
 export interface MicrobenchOptions {
   /** Timed runs per figure (median reported). Default 7. */
@@ -74,37 +79,13 @@ export interface DeviceMeasurements {
   stepParticipants: Measured;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export { median };
 
 export function measured(xs: number[]): Measured {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };
 }
 
 const now = (): number => performance.now() / 1000;
-
-async function compile(device: GPUDevice, code: string, label: string): Promise<GPUShaderModule> {
-  device.pushErrorScope('validation');
-  const module = device.createShaderModule({ code, label });
-  const info = await module.getCompilationInfo();
-  const err = await device.popErrorScope();
-  const first = info.messages.find((m) => m.type === 'error');
-  if (first || err) {
-    throw new KloopError(`microbenchmark ${label}: WGSL failed to compile: ${first ? `line ${first.lineNum}: ${first.message}` : err!.message}`);
-  }
-  return module;
-}
-
-async function pipeline(device: GPUDevice, module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
-  device.pushErrorScope('validation');
-  const p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
-  const err = await device.popErrorScope();
-  if (err) throw new KloopError(`microbenchmark pipeline ${entryPoint}: ${err.message}`);
-  return p;
-}
 
 /** Submits `encode`'s commands and waits for completion through a mapped readback, as the executor does. */
 async function timedRead(
@@ -124,81 +105,6 @@ async function timedRead(
 
 async function timed(device: GPUDevice, staging: GPUBuffer, src: GPUBuffer, encode: (enc: GPUCommandEncoder) => void): Promise<number> {
   return (await timedRead(device, staging, src, encode)).s;
-}
-
-const header = (consts: Record<string, number>): string =>
-  Object.entries(consts).map(([k, v]) => `const ${k}: u32 = ${v}u;`).join('\n') + '\nconst EPS: f32 = 1e-5;';
-
-const TINY_WGSL = /* wgsl */ `
-@group(0) @binding(0) var<storage, read_write> out: array<u32>;
-@compute @workgroup_size(1) fn tiny() { out[0] = out[0] + 1u; }
-`;
-
-const COPY_WGSL = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
-@compute @workgroup_size(64) fn copy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let n = arrayLength(&src);
-  let stride = nwg.x * 64u;
-  for (var i = g.x; i < n; i += stride) { dst[i] = src[i]; }
-}
-`;
-
-/** The barrier microbenchmark kernel: discovery, then step.n_tokens grid barriers. */
-function barrierWgsl(layout: Layout): string {
-  return [
-    header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', 'atomic', layout.kernel.vec4 ?? false),
-    SYNC_WGSL,
-    /* wgsl */ `
-@compute @workgroup_size(WG) fn barriers(@builtin(local_invocation_index) lid: u32) {
-  let t = discover(lid);
-  if (t == NONE || step.n_tokens == 0u) { return; }
-  for (var i = 0u; i < step.n_tokens; i++) {
-    if (!grid_sync(lid)) { return; }
-  }
-}
-@compute @workgroup_size(WG) fn empty(@builtin(local_invocation_index) lid: u32) {
-  if (lid == 0u && step.max_groups == 0xffffffffu) { atomicStore(&ctl[0], 1u); }
-}`,
-  ].join('\n');
-}
-
-/** The matvec microbenchmark kernel: the engine's gate_up stage over every layer in turn. */
-function matvecWgsl(layout: Layout, handoff: Handoff): string {
-  const fns = stageFunctions(layout);
-  return [
-    header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false),
-    fns.gate_up,
-    /* wgsl */ `
-@compute @workgroup_size(WG) fn stream(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  for (var layer = 0u; layer < NLAYERS; layer++) {
-    s_gate_up(wid.x, nwg.x, lid, layer, 0u);
-    storageBarrier(); workgroupBarrier();
-  }
-}`,
-  ].join('\n');
-}
-
-/** Every stage body, each wrapped in an entry point that calls it step.n_tokens times. */
-function stagesWgsl(layout: Layout, handoff: Handoff): string {
-  const fns = stageFunctions(layout);
-  const ids = Object.keys(STAGES) as StageId[];
-  return [
-    header(layout.consts),
-    commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false),
-    ...ids.map((id) => fns[id]),
-    ...ids.map(
-      (id) => /* wgsl */ `
-@compute @workgroup_size(WG) fn stage_${id}(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  for (var i = 0u; i < step.n_tokens; i++) {
-    s_${id}(wid.x, nwg.x, lid, i % NLAYERS, 0u);
-    storageBarrier(); workgroupBarrier();
-  }
-}`,
-    ),
-  ].join('\n');
 }
 
 export interface MicrobenchTarget {

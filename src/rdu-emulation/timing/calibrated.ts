@@ -9,11 +9,11 @@ export const CALIBRATED = {
    * SN40L, seconds per synchronization boundary (call launch under hardware orchestration +
    * pipeline fill and drain + activation round trip). Fitted jointly with snHostPerStep.
    */
-  snBoundary: 33.50e-6,
+  snBoundary: 36.89e-6,
   /** SN40L, host seconds per decode step. Fitted jointly with snBoundary. */
-  snHostPerStep: 13.88e-6,
-  /** SN40L, host-orchestrated issue seconds per call (T12 fit). */
-  snHostIssuePerCall: 440.6e-6,
+  snHostPerStep: 24.71e-6,
+  /** SN40L, host-orchestrated issue seconds per call (T12 maximum fit). */
+  snHostIssuePerCall: 457.8e-6,
   /** DGX H100 (TensorRT-LLM), seconds per kernel call: launch + synchronization (T4 fit). */
   dgxPerCall: 6.216e-6,
 } as const;

@@ -3,10 +3,10 @@
  * synchronization boundaries (pipeline fill/drain + activation round trip) one token costs in
  * each execution mode.
  *
- * The ENGINE is the authority on what a call is: its decode schedule (src/engine/schedule.ts,
- * being written) will pass its own counts through the optional `fromSchedule` argument, which
- * overrides the defaults below, so the model and the engine cannot disagree. Until that is wired,
- * the defaults follow the paper's counts (docs kernel-looping.md, [later]):
+ * For kloop's own executors the engine's schedule (src/engine/schedule.ts) is the authority: the
+ * WebGPU device model (src/rdu-emulation/device-model) counts calls from it, and any caller can
+ * pass such counts through the optional `fromSchedule` argument, which overrides the defaults
+ * below. The paper's systems use the paper's counts (docs kernel-looping.md, [later]):
  * - per-op: 10 kernels per layer (TensorRT-LLM style) + embedding, classifier, sampling
  *   -> 10 L + 3 (323 for Llama-3.1-8B; the paper rounds to "about 320" = 10 x 32).
  * - per-layer: one fused kernel per layer + 3 -> L + 3 (35 for Llama-3.1-8B).

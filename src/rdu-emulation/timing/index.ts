@@ -8,4 +8,4 @@ export { CALIBRATED } from './calibrated.ts';
 export * from './calibration.ts';
 export * from './report.ts';
 export * from './plot.ts';
-export { timingModelCommand } from './command.ts';
+export * from './validate.ts';

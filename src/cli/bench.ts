@@ -7,16 +7,16 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { atLeastFlag, nonEmpty, parseFlags } from '../cli/args.ts';
+import { renderChartHtml, renderChartSvg } from '../bench/chart.ts';
+import { formatReport, jsonReport } from '../bench/format.ts';
+import { DEFAULT_MODES, parseModes } from '../bench/modes.ts';
+import { type BenchOptions, runBench } from '../bench/run.ts';
 import { KloopError } from '../errors.ts';
 import { FORMATS } from '../loader/quant.ts';
 import { SYNTHETIC_SHAPES } from '../loader/synthetic.ts';
 import type { WeightType } from '../loader/types.ts';
 import { resolveDefaultModel } from '../loader/resolve.ts';
-import { renderChartHtml, renderChartSvg } from './chart.ts';
-import { formatReport, jsonReport } from './format.ts';
-import { DEFAULT_MODES, parseModes } from './modes.ts';
-import { type BenchOptions, runBench } from './run.ts';
+import { atLeastFlag, nonEmpty, parseFlags } from './args.ts';
 
 export const BENCH_USAGE = `usage: kloop bench [options]
   --model PATH        model file (default: stories260K)

@@ -7,14 +7,15 @@
  */
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { atLeastFlag, nonEmpty, parseFlags } from '../../cli/args.ts';
-import { KloopError } from '../../errors.ts';
-import type { ModelConfig } from '../../loader/types.ts';
-import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../presets/index.ts';
-import { FLOP_CONVENTIONS, flopConvention } from './flops.ts';
-import { renderPlotSvg } from './plot.ts';
-import { formatReport, timingReport } from './report.ts';
-import type { ModelShape } from './types.ts';
+import { KloopError } from '../errors.ts';
+import type { ModelConfig } from '../loader/types.ts';
+import { PRESET_NAMES, getPreset, shapeFromHFConfig, shapeFromModelConfig } from '../rdu-emulation/presets/index.ts';
+import { FLOP_CONVENTIONS, flopConvention } from '../rdu-emulation/timing/flops.ts';
+import { renderPlotSvg } from '../rdu-emulation/timing/plot.ts';
+import { formatReport, timingReport } from '../rdu-emulation/timing/report.ts';
+import type { ModelShape } from '../rdu-emulation/timing/types.ts';
+import { formatValidation, validationCases } from '../rdu-emulation/timing/validate.ts';
+import { atLeastFlag, nonEmpty, parseFlags } from './args.ts';
 
 /** Default model: Table 1 of the paper characterises Llama 3.1 8B. */
 export const DEFAULT_MODEL = 'llama-3.1-8b';
@@ -30,6 +31,9 @@ export const TIMING_MODEL_USAGE = `usage: kloop timing-model [options]
   --flops NAME        FLOP convention: ${Object.keys(FLOP_CONVENTIONS).join(', ')} (default paper-table1)
   --json              print JSON instead of the table
   --svg FILE          also write the tokens/s-vs-sockets plot (sockets 1, 2, 4, 8, 16)
+  --validate          check the model against the paper's figures instead: each case is
+                      'fit' (the calibration used it) or 'held-out'; with --json prints
+                      {"cases": [{"id", "role", "paper", "model", "pass"}, ...]}
 `;
 
 export interface TimingModelCommandOptions {
@@ -49,19 +53,21 @@ interface Flags {
   flops: string;
   json: boolean;
   svg?: string;
+  validate: boolean;
   help: boolean;
 }
 
 const FLAGS = {
   model: 'string', context: 'string', batch: 'string', sockets: 'string', 'output-tokens': 'string',
-  flops: 'string', svg: 'string', json: 'boolean',
+  flops: 'string', svg: 'string', json: 'boolean', validate: 'boolean',
 } as const;
 
 export function parseTimingModelFlags(argv: string[]): Flags {
-  const f: Flags = { model: DEFAULT_MODEL, context: 4096, batch: 1, sockets: [1, 8, 16], outputTokens: 128, flops: 'paper-table1', json: false, help: false };
+  const f: Flags = { model: DEFAULT_MODEL, context: 4096, batch: 1, sockets: [1, 8, 16], outputTokens: 128, flops: 'paper-table1', json: false, validate: false, help: false };
   const v = parseFlags('timing-model', argv, FLAGS);
   f.json = !!v.json;
   f.help = !!v.help;
+  f.validate = !!v.validate;
   for (const [name, value] of Object.entries(v)) if (typeof value === 'string') nonEmpty(`--${name}`, value);
   if (v.model !== undefined) f.model = v.model;
   if (v.context !== undefined) f.context = atLeastFlag('--context', v.context, 0);
@@ -136,6 +142,11 @@ export async function timingModelCommand(argv: string[], opts: TimingModelComman
   const f = parseTimingModelFlags(argv);
   if (f.help) {
     out(TIMING_MODEL_USAGE);
+    return 0;
+  }
+  if (f.validate) {
+    const cases = validationCases();
+    out(f.json ? JSON.stringify({ cases }, null, 2) + '\n' : formatValidation(cases));
     return 0;
   }
   const shape = await resolveModel(f.model, opts);

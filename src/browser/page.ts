@@ -1,0 +1,158 @@
+/**
+ * The demo page's DOM helpers and its benchmark chart and table (app.ts drives them). Imports
+ * only types from the library, so the page bundle keeps the library in ./kloop.js.
+ */
+import type { BenchResult, GpuMode } from './index.ts';
+
+/** One click of Generate, as recorded for window.kloop. */
+export interface RunRecord {
+  mode: GpuMode;
+  tokensPerDispatch: number;
+  prompt: string;
+  promptTokens: number[];
+  tokens: number[];
+  text: string;
+  tokensPerSecond: number;
+  prefillMs: number;
+  buildSeconds: number;
+  done: boolean;
+  stoppedAt?: string;
+  error?: string;
+}
+
+export const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`page: #${id} is missing`);
+  return e as T;
+};
+export const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, string>> = {}, text?: string): HTMLElementTagNameMap[K] => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) if (v !== undefined) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+const SVG = 'http://www.w3.org/2000/svg';
+export const svg = (tag: string, attrs: Record<string, string | number>, text?: string): SVGElement => {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+export const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–');
+export const mib = (n: number): string => (n >= 1 << 20 ? `${fmt(n / 2 ** 20, 1)} MiB` : `${fmt(n / 1024, 1)} KiB`);
+export const num = (id: string, min: number, max: number, dflt: number): number => {
+  const v = Number($<HTMLInputElement>(id).value);
+  return Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : dflt;
+};
+export const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+// ---------------------------------------------------------------- messages
+
+export function showErrorBox(text: string): void {
+  const box = $('errors');
+  if (box.hidden || !box.querySelector('ul')) {
+    box.replaceChildren();
+    const close = el('button', { class: 'dismiss', type: 'button', 'aria-label': 'dismiss' }, '×');
+    close.onclick = () => {
+      box.hidden = true;
+      box.replaceChildren();
+    };
+    box.append(close, el('strong', {}, 'Something went wrong'), el('ul'));
+  }
+  box.querySelector('ul')!.append(el('li', {}, text));
+  box.hidden = false;
+}
+
+export function showBlocking(problems: string[]): void {
+  const box = $('errors');
+  box.replaceChildren(el('strong', {}, 'This page cannot run kloop here:'));
+  const ul = el('ul');
+  for (const p of problems) ul.append(el('li', {}, p));
+  box.append(ul);
+  box.hidden = false;
+}
+
+export function showNotes(notes: string[]): void {
+  const box = $('notes');
+  if (notes.length === 0) return;
+  const ul = el('ul');
+  for (const n of notes) ul.append(el('li', {}, n));
+  box.replaceChildren(el('strong', {}, 'Notes about this adapter'), ul);
+  box.hidden = false;
+}
+
+export function status(id: string, text: string, busy = false): void {
+  const s = $(id);
+  s.textContent = text;
+  s.classList.toggle('busy', busy);
+}
+
+// ---------------------------------------------------------------- benchmark chart and table
+
+const MODE_COLORS: Record<GpuMode, string> = { 'per-op': '#8b98aa', 'per-layer': '#c38bff', looped: '#4f8cff' };
+
+export function drawChart(results: BenchResult[], pending: Partial<Record<GpuMode, string>>, modes: readonly GpuMode[]): void {
+  const chart = $('chart') as unknown as SVGSVGElement;
+  const width = Math.max(320, chart.clientWidth || 640);
+  const rowH = 44;
+  const top = 10;
+  const left = 96;
+  const right = 150;
+  const height = top + modes.length * rowH + 26;
+  chart.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  chart.style.height = `${height}px`;
+  chart.replaceChildren();
+  const max = Math.max(1e-9, ...results.map((r) => r.tokensPerSecond));
+  const span = width - left - right;
+  chart.append(svg('line', { class: 'axis', x1: left, x2: left, y1: top - 4, y2: top + modes.length * rowH }));
+  modes.forEach((mode, i) => {
+    const y = top + i * rowH;
+    chart.append(svg('text', { x: left - 10, y: y + 22, 'text-anchor': 'end', class: 'label' }, mode));
+    const r = results.find((x) => x.mode === mode);
+    if (r) {
+      const w = Math.max(2, (span * r.tokensPerSecond) / max);
+      const bar = svg('rect', { x: left, y: y + 6, width: 0, height: rowH - 16, rx: 4, fill: MODE_COLORS[mode] });
+      bar.append(svg('animate', { attributeName: 'width', from: 0, to: w, dur: '0.5s', fill: 'freeze' }));
+      bar.setAttribute('width', String(w));
+      chart.append(bar);
+      chart.append(svg('text', { x: left + w + 8, y: y + 22, class: 'value' }, `${fmt(r.tokensPerSecond, 1)} tok/s`));
+      chart.append(svg('text', { x: left + w + 8, y: y + 36, class: 'label', 'font-size': 11 }, `${fmt(r.dispatchesPerToken, 2)} dispatches/token`));
+    } else {
+      chart.append(svg('text', { x: left + 10, y: y + 22, class: 'pending' }, pending[mode] ?? 'not run yet'));
+    }
+  });
+  const looped = results.find((r) => r.mode === 'looped');
+  const parts = results
+    .filter((r) => r.mode !== 'looped' && looped && r.tokensPerSecond > 0)
+    .map((r) => `${fmt(looped!.tokensPerSecond / r.tokensPerSecond, 2)}× ${r.mode}`);
+  if (parts.length) chart.append(svg('text', { x: left, y: height - 6, class: 'label' }, `looped runs at ${parts.join(', ')}`));
+}
+
+export function benchTable(results: BenchResult[], agree?: boolean): void {
+  const t = $('bench-table');
+  t.replaceChildren();
+  if (results.length === 0) return;
+  const head = el('tr');
+  for (const h of ['mode', 'K', 'tokens/s', 'ms/token', 'dispatches/token', 'workgroups', 'kernel build s', 'fallbacks']) head.append(el('th', {}, h));
+  t.append(el('thead'), el('tbody'));
+  t.querySelector('thead')!.append(head);
+  for (const r of results) {
+    const tr = el('tr');
+    const name = el('td');
+    name.append(el('span', { class: 'swatch', style: `background:${MODE_COLORS[r.mode]}` }), document.createTextNode(r.mode));
+    tr.append(name);
+    for (const v of [
+      String(r.tokensPerDispatch), fmt(r.tokensPerSecond, 1), fmt(r.tokensPerSecond > 0 ? 1000 / r.tokensPerSecond : NaN, 2), fmt(r.dispatchesPerToken, 2),
+      r.workgroups ? String(r.workgroups) : 'n/a', fmt(r.buildSeconds, 2), String(r.fallbacks),
+    ]) tr.append(el('td', {}, v));
+    t.querySelector('tbody')!.append(tr);
+  }
+  if (agree !== undefined) {
+    const cap = el('caption', { class: agree ? 'good' : 'bad' }, agree ? '✓ every mode produced the same tokens' : '✗ the modes disagree on the tokens');
+    cap.style.captionSide = 'bottom';
+    cap.style.textAlign = 'left';
+    cap.style.padding = '6px 0';
+    t.append(cap);
+  }
+}
+

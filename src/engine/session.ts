@@ -1,0 +1,378 @@
+/**
+ * The front door: a Session owns one model, the device it runs on and the executors built for
+ * it, and holds every default in ONE place. The CLI, the library API (Node and browser), the
+ * benchmarks and the demo all go through it.
+ *
+ *   const s = openSession(model, { adapter: 'lavapipe' });      // nothing is opened yet
+ *   const g = s.generate({ prompt: 'Once upon a time', maxTokens: 64 });   // checks at once
+ *   for await (const t of g) process.stdout.write(t.text);      // device + kernels on first use
+ *   g.result().stats.tokensPerSecond;
+ *   await s.timeDecode({ mode: 'per-layer', tokens: 64 });      // one timed decode (benchmarks)
+ *   s.dispose();                                                // executors, then the device
+ *
+ * Options are named as here (`tokensPerDispatch`, `context`); a bad value throws an OptionError
+ * naming the option, which the CLI maps to its flag.
+ */
+import { OptionError } from '../errors.ts';
+import type { LoadedModel, ModelConfig } from '../loader/types.ts';
+import { type AcquiredDevice, type AdapterDescription, acquireDevice } from './device.ts';
+import { createExecutor } from './executor.ts';
+import { type GenerationResult, type GeneratedToken, createGenerator as generateWith } from './generate.ts';
+import type { GpuOptions } from './gpu-executor.ts';
+import { type Executor, type ExecutorStats, MODES, type Mode } from './interface.ts';
+import { MAX_TOKENS_PER_DISPATCH } from './layout.ts';
+import { GREEDY, type SamplingOptions } from './sampler.ts';
+
+/** Every default of the engine's front ends. */
+export const DEFAULTS = {
+  mode: 'looped' as Mode,
+  /** Tokens per looped dispatch (K); other modes decode one token per dispatch. */
+  tokensPerDispatch: 16,
+  maxTokens: 256,
+  /** Largest KV cache allocated by default (positions): min(model's context, this). */
+  maxContext: 2048,
+} as const;
+
+/** What the reference mode reports as its adapter: no GPU is opened. */
+export const REFERENCE_ADAPTER: AdapterDescription = { vendor: 'cpu', architecture: 'reference', description: 'CPU reference (float64)' };
+
+export type DeviceSource = AcquiredDevice | (() => Promise<AcquiredDevice>);
+
+/** Executor knobs for tests and experiments (workgroups, spin bounds, kernel tuning). */
+export type ExecutorTuning = Omit<GpuOptions, 'mode' | 'tokensPerDispatch' | 'context' | 'log'>;
+
+export interface SessionOptions {
+  /** WebGPU adapter whose name contains this (Node; see `kloop devices`). Default: the best found. */
+  adapter?: string;
+  /** Run on this device (the session does not destroy it) or on what this function opens. */
+  device?: DeviceSource;
+  /** KV-cache positions. Default: min(model's context, DEFAULTS.maxContext). */
+  context?: number;
+  /** Where messages go (adapter fallback, barrier timeouts). Default: console.error. */
+  log?: (s: string) => void;
+  tuning?: ExecutorTuning;
+}
+
+export interface ExecutorChoice {
+  /** Default DEFAULTS.mode. */
+  mode?: Mode;
+  /** Looped mode only: tokens per dispatch. Default DEFAULTS.tokensPerDispatch (1 in other modes). */
+  tokensPerDispatch?: number;
+}
+
+export interface GenerateRequest extends ExecutorChoice {
+  /** Text to continue (encoded with BOS), or `promptTokens` instead. Default: BOS alone. */
+  prompt?: string;
+  promptTokens?: number[];
+  /** Default DEFAULTS.maxTokens; the context also ends a generation. */
+  maxTokens?: number;
+  /** Missing fields take the greedy values (GREEDY). */
+  sampling?: Partial<SamplingOptions>;
+  /** Keep going past EOS/BOS. */
+  ignoreEos?: boolean;
+}
+
+/** Rates of the decode phase: from the first generated token (out of the prefill) to the last. */
+export interface DecodeStats {
+  tokensPerSecond: number;
+  msPerToken: number;
+  dispatchesPerToken: number;
+  submitsPerToken: number;
+  /** Steps re-run per-op after a grid-barrier timeout. */
+  fallbacks: number;
+  /** Workgroups of the fused kernels (0 for per-op and the reference). */
+  workgroups: number;
+  tokensPerDispatch: number;
+}
+
+export interface SessionResult extends GenerationResult {
+  mode: Mode;
+  stats: DecodeStats;
+}
+
+export type TokenStream = AsyncGenerator<GeneratedToken, void, undefined> & {
+  promptTokens: number[];
+  /** Totals, once the stream has ended (or was stopped). */
+  result(): SessionResult;
+  /** The executor, once the first token has been asked for. */
+  readonly executor: Executor | undefined;
+};
+
+export interface TimedDecode {
+  mode: Mode;
+  tokensPerDispatch: number;
+  /** The tokens sampled (greedy, EOS ignored). */
+  tokens: number[];
+  seconds: number;
+  tokensPerSecond: number;
+  dispatchesPerToken: number;
+  submitsPerToken: number;
+  fallbacks: number;
+  workgroups: number;
+}
+
+const ZERO_STATS: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
+
+/** Parameters of a model (weights counted once; a tied classifier is the embedding table). */
+export function parameterCount(c: ModelConfig): number {
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const qkvRows = qDim + 2 * kvDim;
+  const layer = 2 * c.dim + qkvRows * c.dim + (c.attentionBias ? qkvRows : 0) + c.dim * qDim + 3 * c.hiddenDim * c.dim;
+  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * layer + c.dim;
+}
+
+/** The mode and K a choice resolves to, with the defaults applied and checked. */
+export function resolveChoice(c: ExecutorChoice = {}): { mode: Mode; tokensPerDispatch: number } {
+  const mode = c.mode ?? DEFAULTS.mode;
+  if (!(MODES as readonly string[]).includes(mode)) throw new OptionError('mode', `unknown mode "${mode}" (one of ${MODES.join(', ')})`);
+  const k = c.tokensPerDispatch ?? (mode === 'looped' ? DEFAULTS.tokensPerDispatch : 1);
+  if (!Number.isInteger(k) || k < 1 || k > MAX_TOKENS_PER_DISPATCH) {
+    throw new OptionError('tokensPerDispatch', `must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}] (got ${k})`);
+  }
+  if (k > 1 && mode !== 'looped') {
+    throw new OptionError('tokensPerDispatch', `only the looped mode decodes several tokens per dispatch (mode is ${mode})`);
+  }
+  return { mode, tokensPerDispatch: k };
+}
+
+let shared: Promise<AcquiredDevice> | undefined;
+/**
+ * One device for the page (or process), opened on first use and reopened after it is lost.
+ * Sessions given it share it and never destroy it.
+ */
+export function sharedDevice(): Promise<AcquiredDevice> {
+  if (!shared) {
+    const p = acquireDevice();
+    shared = p;
+    const forget = () => {
+      if (shared === p) shared = undefined;
+    };
+    p.then((d) => d.device.lost.then(forget), forget);
+  }
+  return shared;
+}
+
+export class Session {
+  readonly model: LoadedModel;
+  /** KV-cache positions of every executor of this session. */
+  readonly context: number;
+  private readonly opts: SessionOptions;
+  private opened?: Promise<AcquiredDevice>;
+  private acquired?: AcquiredDevice;
+  private readonly executors = new Map<string, Promise<{ executor: Executor; buildSeconds: number }>>();
+  private disposed = false;
+
+  constructor(model: LoadedModel, opts: SessionOptions = {}) {
+    this.model = model;
+    this.opts = opts;
+    const seqLen = model.config.seqLen;
+    const context = opts.context ?? Math.min(seqLen, DEFAULTS.maxContext);
+    if (!Number.isInteger(context) || context < 1 || context > seqLen) {
+      throw new OptionError('context', `must be an integer in [1, ${seqLen}] for ${model.name} (got ${context})`);
+    }
+    this.context = context;
+  }
+
+  private get log(): (s: string) => void {
+    return this.opts.log ?? ((s) => console.error(s));
+  }
+
+  /** The device, opened on first use (once per session). */
+  device(): Promise<AcquiredDevice> {
+    if (this.disposed) throw new OptionError('session', 'already disposed');
+    if (!this.opened) {
+      const d = this.opts.device;
+      const p = d === undefined ? acquireDevice(this.opts.adapter, this.log) : typeof d === 'function' ? d() : Promise.resolve(d);
+      this.opened = p.then((dev) => (this.acquired = dev));
+      this.opened.catch(() => (this.opened = undefined));
+    }
+    return this.opened;
+  }
+
+  /** The adapter executors run on: REFERENCE_ADAPTER until a device is opened. */
+  get adapter(): { info: AdapterDescription; name: string } {
+    const d = this.acquired;
+    return d ? { info: d.info, name: d.name } : { info: REFERENCE_ADAPTER, name: REFERENCE_ADAPTER.description };
+  }
+
+  /** The executor of a mode (and K), built on first use and kept until dispose(). */
+  executorWithBuildTime(choice: ExecutorChoice = {}): Promise<{ executor: Executor; buildSeconds: number }> {
+    const { mode, tokensPerDispatch } = resolveChoice(choice);
+    const key = `${mode}|${tokensPerDispatch}`;
+    let p = this.executors.get(key);
+    if (!p) {
+      const t0 = performance.now();
+      p = createExecutor(this.model, mode, () => this.device(), {
+        ...this.opts.tuning,
+        tokensPerDispatch,
+        context: this.context,
+        log: this.log,
+      }).then((executor) => ({ executor, buildSeconds: (performance.now() - t0) / 1000 }));
+      this.executors.set(key, p);
+      p.catch(() => this.executors.delete(key));
+    }
+    return p;
+  }
+
+  /** Whether the executor of this choice was asked for already (built or being built). */
+  built(choice: ExecutorChoice = {}): boolean {
+    const { mode, tokensPerDispatch } = resolveChoice(choice);
+    return this.executors.has(`${mode}|${tokensPerDispatch}`);
+  }
+
+  async executor(choice: ExecutorChoice = {}): Promise<Executor> {
+    return (await this.executorWithBuildTime(choice)).executor;
+  }
+
+  /**
+   * Streams generated tokens ({ id, text, pos }). Options and the prompt are checked at once;
+   * the device and the kernels are built when the first token is asked for.
+   */
+  generate(req: GenerateRequest = {}): TokenStream {
+    const { mode, tokensPerDispatch: k } = resolveChoice(req);
+    const sampling: SamplingOptions = { ...GREEDY, ...req.sampling };
+    let real: Executor | undefined;
+    // Counters of a reused executor start where its last run left them.
+    let atStart: ExecutorStats | undefined;
+    const ensure = async (): Promise<Executor> => {
+      if (!real) {
+        const e = await this.executor({ mode, tokensPerDispatch: k });
+        atStart ??= { ...e.stats };
+        real = e;
+      }
+      return real;
+    };
+    const lazy: Executor = {
+      mode,
+      get stats() {
+        return real ? real.stats : ZERO_STATS;
+      },
+      forward: async (token, pos) => (await ensure()).forward(token, pos),
+      decode: async (inputs, pos, steps, s) => (await ensure()).decode(inputs, pos, steps, s),
+      destroy: () => undefined,
+    };
+    const g = generateWith(
+      this.model,
+      lazy,
+      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k },
+      this.context,
+    );
+    let atFirst: ExecutorStats | undefined;
+    async function* counted(): AsyncGenerator<GeneratedToken, void, undefined> {
+      for await (const t of g) {
+        atFirst ??= { ...lazy.stats };
+        yield t;
+      }
+    }
+    const it = counted();
+    const result = (): SessionResult => {
+      const r = g.result();
+      const end = lazy.stats;
+      const decoded = r.tokens.length - 1;
+      const start = atStart ?? ZERO_STATS;
+      const perToken = (key: 'dispatches' | 'submits'): number => {
+        if (decoded > 0 && atFirst) return (end[key] - atFirst[key]) / decoded;
+        const steps = end.steps - start.steps;
+        return steps > 0 ? (end[key] - start[key]) / steps : 0;
+      };
+      const tokensPerSecond = decoded > 0 && r.decodeSeconds > 0 ? decoded / r.decodeSeconds : 0;
+      return {
+        ...r,
+        mode,
+        stats: {
+          tokensPerSecond,
+          msPerToken: tokensPerSecond > 0 ? 1000 / tokensPerSecond : 0,
+          dispatchesPerToken: perToken('dispatches'),
+          submitsPerToken: perToken('submits'),
+          fallbacks: end.fallbacks - start.fallbacks,
+          workgroups: end.workgroups,
+          tokensPerDispatch: k,
+        },
+      };
+    };
+    const stream = Object.assign(it, { promptTokens: g.promptTokens, result });
+    return Object.defineProperty(stream, 'executor', { get: () => real, enumerable: true }) as TokenStream;
+  }
+
+  /**
+   * One timed decode for benchmarks: `tokens` greedy steps from position 0 fed with BOS, the
+   * sampled token fed back (on the device for looped:K, through the host otherwise). The
+   * executor is built (and its kernels compiled) before the clock starts.
+   */
+  async timeDecode(o: ExecutorChoice & { tokens: number }): Promise<TimedDecode> {
+    const { mode, tokensPerDispatch } = resolveChoice(o);
+    if (!Number.isInteger(o.tokens) || o.tokens < 1 || o.tokens > this.context) {
+      throw new OptionError('tokens', `must be an integer in [1, ${this.context}] (got ${o.tokens})`);
+    }
+    const ex = await this.executor({ mode, tokensPerDispatch });
+    const c = this.model.config;
+    const bos = c.bosId >= 0 && c.bosId < c.vocabSize ? c.bosId : 0;
+    const before = { ...ex.stats };
+    const t0 = performance.now();
+    const tokens = await ex.decode([bos], 0, o.tokens, GREEDY);
+    const seconds = (performance.now() - t0) / 1000;
+    const s = ex.stats;
+    return {
+      mode,
+      tokensPerDispatch,
+      tokens,
+      seconds,
+      tokensPerSecond: o.tokens / seconds,
+      dispatchesPerToken: (s.dispatches - before.dispatches) / o.tokens,
+      submitsPerToken: (s.submits - before.submits) / o.tokens,
+      fallbacks: s.fallbacks - before.fallbacks,
+      workgroups: s.workgroups,
+    };
+  }
+
+  /** Frees every executor, then the device unless it was given. Safe to call twice. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of this.executors.values()) {
+      const e = await p.catch(() => undefined);
+      e?.executor.destroy();
+    }
+    this.executors.clear();
+    const own = this.opts.device === undefined;
+    const d = this.acquired ?? (await this.opened?.catch(() => undefined));
+    if (own) d?.device.destroy();
+  }
+}
+
+/** Opens a session on `model`; nothing is opened on the device until it is needed. */
+export function openSession(model: LoadedModel, opts: SessionOptions = {}): Session {
+  return new Session(model, opts);
+}
+
+/** The median of a list (the mean of the middle two for an even length). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface StreamOptions extends GenerateRequest, Omit<SessionOptions, 'device'> {
+  /** The device (default: sharedDevice(), unless `adapter` names one). */
+  device?: DeviceSource;
+}
+
+/**
+ * One generation on a session of its own (the README's example): the executor is built on the
+ * first token and freed when the stream ends; the device is the shared one unless given.
+ */
+export function createGenerator(model: LoadedModel, o: StreamOptions = {}): TokenStream {
+  const { device, adapter, context, log, tuning, ...req } = o;
+  const session = new Session(model, { device: device ?? (adapter === undefined ? sharedDevice : undefined), adapter, context, log, tuning });
+  const g = session.generate(req);
+  async function* owned(): AsyncGenerator<GeneratedToken, void, undefined> {
+    try {
+      yield* g;
+    } finally {
+      await session.dispose();
+    }
+  }
+  const stream = Object.assign(owned(), { promptTokens: g.promptTokens, result: () => g.result() });
+  return Object.defineProperty(stream, 'executor', { get: () => g.executor, enumerable: true }) as TokenStream;
+}

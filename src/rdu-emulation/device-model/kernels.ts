@@ -1,0 +1,65 @@
+/**
+ * The microbenchmark kernels (microbench.ts): two plain ones (tiny dispatch, copy) and three
+ * composed by the engine's own composer from its stage bodies and grid sync, so that what is
+ * timed is what the executors run.
+ */
+import type { Handoff } from '../../kernels-wgsl/common.wgsl.ts';
+import { composeModule } from '../../engine/compose.ts';
+import type { Layout } from '../../engine/layout.ts';
+import { STAGES, type StageId } from '../../engine/schedule.ts';
+
+export const TINY_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1) fn tiny() { out[0] = out[0] + 1u; }
+`;
+
+export const COPY_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(64) fn copy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = arrayLength(&src);
+  let stride = nwg.x * 64u;
+  for (var i = g.x; i < n; i += stride) { dst[i] = src[i]; }
+}
+`;
+
+/** The barrier microbenchmark kernel: discovery, then step.n_tokens grid barriers. */
+export function barrierWgsl(layout: Layout): string {
+  return composeModule(layout, [], /* wgsl */ `
+@compute @workgroup_size(WG) fn barriers(@builtin(local_invocation_index) lid: u32) {
+  let t = discover(lid);
+  if (t == NONE || step.n_tokens == 0u) { return; }
+  for (var i = 0u; i < step.n_tokens; i++) {
+    if (!grid_sync(lid)) { return; }
+  }
+}
+@compute @workgroup_size(WG) fn empty(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u && step.max_groups == 0xffffffffu) { atomicStore(&ctl[0], 1u); }
+}`, true, 'atomic');
+}
+
+/** The matvec microbenchmark kernel: the engine's gate_up stage over every layer in turn. */
+export function matvecWgsl(layout: Layout, handoff: Handoff): string {
+  return composeModule(layout, ['gate_up'], /* wgsl */ `
+@compute @workgroup_size(WG) fn stream(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var layer = 0u; layer < NLAYERS; layer++) {
+    s_gate_up(wid.x, nwg.x, lid, layer, 0u);
+    storageBarrier(); workgroupBarrier();
+  }
+}`, false, handoff);
+}
+
+/** Every stage body, each wrapped in an entry point that calls it step.n_tokens times. */
+export function stagesWgsl(layout: Layout, handoff: Handoff): string {
+  const ids = Object.keys(STAGES) as StageId[];
+  const entries = ids.map(
+    (id) => /* wgsl */ `
+@compute @workgroup_size(WG) fn stage_${id}(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var i = 0u; i < step.n_tokens; i++) {
+    s_${id}(wid.x, nwg.x, lid, i % NLAYERS, 0u);
+    storageBarrier(); workgroupBarrier();
+  }
+}`,
+  );
+  return composeModule(layout, ids, entries.join('\n'), false, handoff);
+}
