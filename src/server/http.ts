@@ -83,6 +83,34 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** Bytes of an oversized body read and dropped (so that the client gets its 413) before the connection is cut. */
+const DRAIN_LIMIT_BYTES = 64 << 20;
+
+/**
+ * Reads and drops the rest of a refused body, so that the client, still writing it, can read
+ * the answer. Resolves true once it has all been read, false past `limit` bytes (the
+ * connection must then be closed).
+ */
+function drain(req: IncomingMessage, limit: number): Promise<boolean> {
+  req.removeAllListeners('data');
+  if (req.complete) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let dropped = 0;
+    const onData = (b: Buffer) => {
+      dropped += b.length;
+      if (dropped > limit) {
+        req.off('data', onData);
+        req.pause();
+        resolve(false);
+      }
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(true));
+    req.once('close', () => resolve(req.complete));
+    req.resume();
+  });
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.end();
@@ -133,7 +161,9 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
       body = JSON.parse(raw.toString('utf8'));
     } catch (e) {
       if (e instanceof BodyTooLarge) {
-        sendError(res, new ApiError(413, `request body larger than ${maxBody} bytes`, 'invalid_request_error', null, 'request_too_large'), { Connection: 'close' });
+        const drained = await drain(req, DRAIN_LIMIT_BYTES);
+        if (!drained) res.on('finish', () => req.socket.destroy());
+        sendError(res, new ApiError(413, `request body larger than ${maxBody} bytes`, 'invalid_request_error', null, 'request_too_large'), drained ? {} : { Connection: 'close' });
         return;
       }
       if (e instanceof SyntaxError) throw new ApiError(400, `the request body is not valid JSON (${e.message})`, 'invalid_request_error', null, 'invalid_json');
@@ -227,6 +257,10 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
             break;
           }
           generated++;
+          // Let the event loop run between tokens: a CPU-bound executor (the reference) would
+          // otherwise hold it for a whole generation, and neither stream writes nor a client's
+          // disconnect nor new requests would be seen until the end.
+          await new Promise<void>((r) => setImmediate(r));
           if (gone.signal.aborted) break; // frees the model at the next token
           const m = matcher.push(r.value.text);
           emit(m.text);
