@@ -2,8 +2,9 @@
  * Peers measured in the same run as the engine: llama.cpp through node-llama-cpp (CPU, one
  * thread, the GGUF of the same model) and kloop's own CPU reference executor.
  *
- * node-llama-cpp is an OPTIONAL dependency: when it is not installed (or its prebuilt binary
- * cannot load) the llama.cpp peer is skipped with a message, never an error.
+ * node-llama-cpp is not a dependency of the package (a dev dependency of this repository): when it
+ * is not installed (or its prebuilt binary cannot load) the llama.cpp peer is skipped with a
+ * message saying how to add it, never an error.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
@@ -65,7 +66,7 @@ export async function llamaCppPeer(gguf: string, maxTokens: number, threads = 1)
     const name = 'node-llama-cpp';
     mod = (await import(/* @vite-ignore */ name)) as LlamaModule;
   } catch {
-    return 'llama.cpp peer skipped: the optional dependency node-llama-cpp is not installed (npm install node-llama-cpp)';
+    return 'llama.cpp peer skipped: node-llama-cpp is not installed (add it with: npm install node-llama-cpp)';
   }
   try {
     const llama = await mod.getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: 'error' });

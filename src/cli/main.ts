@@ -25,6 +25,7 @@ commands:
   devices        list the WebGPU adapters and the one kloop uses
   bench          measure every mode on a model
   demo           serve the browser demo
+  serve          OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)
   timing-model   the analytical SN40L / DGX H100 decode timing model
 
 environment:
@@ -43,6 +44,7 @@ const COMMANDS: Record<string, Command> = {
   // Loaded only when used: the benchmark pulls in the peers, the demo the web bundler.
   bench: async (argv) => (await import('./bench.ts')).benchCommand(argv),
   demo: async (argv) => (await import('./demo.ts')).demoCommand(argv),
+  serve: async (argv, io) => (await import('./serve.ts')).serveCommand(argv, io),
   'timing-model': (argv, io) =>
     timingModelCommand(argv, { loadModelConfig: async (path) => (await loadModel(path)).config, stdout: io.out, stderr: io.err }),
 };

@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// `npm run build` (also run by `prepare`, so installs from git and `npm pack` build it):
+// compiles src/ to JavaScript and .d.ts in dist/ (tsconfig.build.json), from a clean dist/.
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
+const r = spawnSync('tsc', ['-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
+if (r.error) {
+  console.error(`build: cannot run tsc (${r.error.message}); run it through npm run build, with the dev dependencies installed`);
+  process.exit(1);
+}
+process.exit(r.status ?? 1);
