@@ -6,10 +6,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import os from 'node:os';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ReferenceExecutor } from '../../src/engine/reference.ts';
 import { loadModel } from '../../src/loader/index.ts';
-import { isPacked, matrixBytes, matrixType, typeSummary } from '../../src/loader/quant.ts';
+import { dequantize, isPacked, matrixBytes, matrixType, packedMatrix, typeSummary } from '../../src/loader/quant.ts';
+import { quantizeMatrix } from '../../src/loader/quantize.ts';
+import { permuteMatrix, permuteRows, unpermuteMatrix, unpermuteRows } from '../../src/loader/permute.ts';
+import { getU64, ggufLayout, setU32, setU64 } from '../fuzz/formats.ts';
+import { expectKloopError } from './helpers.ts';
 import type { LoadedModel, Matrix, WeightType } from '../../src/loader/types.ts';
 import { fixturesDir, modelsDir } from '../helpers/paths.ts';
 import { argmaxOf, relError } from '../helpers/gpu.ts';
@@ -96,4 +101,81 @@ describe('quantized GGUF files through the CPU reference', () => {
     expect(worst).toBeLessThanOrEqual(1e-5);
     expect(agree).toBe(meta.positions);
   }, 120_000);
+});
+
+describe('corrupt quantized files are clear errors', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kloop-quant-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const src = new Uint8Array(fs.readFileSync(path.join(modelsDir, 'quant', 'stories260K-Q4_0.gguf')));
+  const L = ggufLayout(src);
+  const tensor = (name: string) => L.tensors.find((t) => t.name === name)!;
+  let n = 0;
+  const variant = (edit: (b: Uint8Array) => Uint8Array): string => {
+    const p = path.join(tmp, `q${n++}.gguf`);
+    fs.writeFileSync(p, edit(new Uint8Array(src)));
+    return p;
+  };
+
+  it('a NaN or infinite block scale, naming the tensor and the block', async () => {
+    const t = tensor('blk.0.attn_q.weight');
+    expect(t.type).toBe(2);
+    for (const [h, k] of [[0x7e00, 3], [0xfc00, 0]] as const) {
+      const p = variant((b) => {
+        b[t.start + 18 * k] = h & 0xff;
+        b[t.start + 18 * k + 1] = h >> 8;
+        return b;
+      });
+      await expectKloopError(loadModel(p), new RegExp(`tensor blk\\.0\\.attn_q\\.weight \\(Q4_0\\): block ${k} has a scale that is NaN or infinite`));
+    }
+    const f = tensor('blk.2.ffn_down.weight'); // F16
+    const p = variant((b) => {
+      b[f.start + 2 * 7 + 1] = 0x7c;
+      return b;
+    });
+    await expectKloopError(loadModel(p), /tensor blk\.2\.ffn_down\.weight \(F16\): value 7 is NaN or infinite/);
+  });
+
+  it('blocks past the end of the file', async () => {
+    const t = tensor('blk.4.ffn_up.weight');
+    await expectKloopError(loadModel(variant((b) => b.slice(0, t.start + 100))), /tensor blk\.4\.ffn_up\.weight data .* lies beyond the end of the file/);
+    // A row count whose blocks do not fit the file.
+    const q = tensor('token_embd.weight');
+    await expectKloopError(loadModel(variant((b) => setU64(b, q.dimsPos[1]!, 16384n))), /tensor token_embd\.weight data .* lies beyond the end of the file/);
+  });
+
+  it('rows that are not whole blocks', async () => {
+    const t = tensor('blk.1.attn_k.weight');
+    expect(Number(getU64(src, t.dimsPos[0]!))).toBe(64);
+    await expectKloopError(
+      loadModel(variant((b) => setU64(b, t.dimsPos[0]!, 48n))),
+      /tensor blk\.1\.attn_k\.weight has rows of 48 values, not a multiple of the Q4_0 block \(32 values\)/,
+    );
+  });
+
+  it('types kloop does not read, by name', async () => {
+    const t = tensor('blk.3.attn_v.weight');
+    await expectKloopError(
+      loadModel(variant((b) => setU32(b, t.typePos, 11))),
+      /tensor blk\.3\.attn_v\.weight has unsupported type Q3_K \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K\)/,
+    );
+    await expectKloopError(loadModel(variant((b) => setU32(b, t.typePos, 1234))), /tensor blk\.3\.attn_v\.weight has unsupported type type 1234/);
+  });
+});
+
+describe('RoPE row permutation of packed matrices', () => {
+  it('moves whole rows: the same as permuting the decoded values', () => {
+    const heads = 4, headDim = 8, cols = 64;
+    const x = Float32Array.from({ length: heads * headDim * cols }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+    for (const type of ['q4_0', 'q8_0', 'f16', 'q6_k'] as const) {
+      const c = type === 'q6_k' ? 256 : cols;
+      const xs = type === 'q6_k' ? Float32Array.from({ length: heads * headDim * c }, (_, i) => Math.cos(i * 0.11)) : x;
+      const m = quantizeMatrix(type, xs, heads * headDim, c);
+      const un = unpermuteMatrix(m, heads, headDim, c);
+      expect(un.type).toBe(type);
+      expect(Array.from(dequantize(un))).toEqual(Array.from(unpermuteRows(dequantize(m), heads, headDim, c)));
+      expect(Array.from(dequantize(permuteMatrix(m, heads, headDim, c)))).toEqual(Array.from(permuteRows(dequantize(m), heads, headDim, c)));
+      expect(permuteMatrix(un, heads, headDim, c).data).toEqual(m.data);
+    }
+    expect(() => unpermuteMatrix(packedMatrix('q8_0', 2, 32, new Uint8Array(68)), 4, 8, 32)).toThrow(/does not form/);
+  });
 });
