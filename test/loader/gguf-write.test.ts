@@ -13,6 +13,7 @@ import { GGUF_OUT_TYPES, convertToGguf, ggufTensorType } from '../../src/loader/
 import { dequantize, matrixType, typeSummary } from '../../src/loader/quant.ts';
 import type { LoadedModel, Matrix } from '../../src/loader/types.ts';
 import { KloopError } from '../../src/errors.ts';
+import { convertCommand } from '../../src/cli/convert.ts';
 import { argmaxOf } from '../helpers/gpu.ts';
 import { modelsDir } from '../helpers/paths.ts';
 
@@ -78,6 +79,30 @@ describe('per-tensor types (llama-quant.cpp rules)', () => {
   it('a bad type is a clear error', async () => {
     await expect(convertToGguf(bin, path.join(tmp, 'bad.gguf'), 'q5_1' as never)).rejects.toThrow(KloopError);
     await expect(convertToGguf(bin, path.join(tmp, 'bad.gguf'), 'q5_1' as never)).rejects.toThrow(/--type: unknown type "q5_1" \(one of f32, f16, q8_0, q4_0, q4_k, q6_k\)/);
+  });
+});
+
+describe('kloop convert --type', () => {
+  const run = async (...argv: string[]) => {
+    let err = '';
+    const code = await convertCommand(argv, { out: () => {}, err: (t) => void (err += t) });
+    return { code, err };
+  };
+  it('writes GGUF for --out X.gguf and reports the type mix and errors', async () => {
+    const out = path.join(tmp, 'cli-q4_0.gguf');
+    const r = await run('--model', binPath, '--out', out, '--type', 'q4_0');
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/wrote .*cli-q4_0\.gguf \(GGUF, q4_0, \d+ bytes; matrices q8_0 x 1 \(RMS error up to [\d.]+%\), q4_0 x 30 .*f16 x 5/);
+    expect(typeSummary(named(await loadModel(out)).map((x) => x[1]))).toBe('q8_0 x 1, q4_0 x 30, f16 x 5');
+  });
+  it('a bad --type, or --type without GGUF output, is a clear error', async () => {
+    await expect(run('--model', binPath, '--out', path.join(tmp, 'x.gguf'), '--type', 'Q4_0x')).rejects.toThrow(/--type: unknown type "Q4_0x" \(one of f32, f16, q8_0, q4_0, q4_k, q6_k\)/);
+    await expect(run('--model', binPath, '--out', path.join(tmp, 'dir'), '--type', 'q8_0')).rejects.toThrow(/--type: only GGUF output/);
+  });
+  it('a model without a sentencepiece vocabulary cannot become GGUF', async () => {
+    const dir = path.join(tmp, 'hf');
+    await run('--model', binPath, '--out', dir);
+    await expect(run('--model', dir, '--out', path.join(tmp, 'hf.gguf'))).rejects.toThrow(/GGUF output needs a sentencepiece vocabulary/);
   });
 });
 
