@@ -136,7 +136,7 @@ describe('round trip: convert -> load', () => {
 });
 
 describe('llama.cpp reads kloop convert --type q8_0', () => {
-  it('stories260K: the same 40 greedy tokens in llama.cpp and in the reference executor', async (ctx) => {
+  it('the same greedy tokens in llama.cpp and in the reference executor: stories260K q8_0 (40), a q4_k file of real K-quant blocks (16)', async (ctx) => {
     let nlc: typeof import('node-llama-cpp');
     try {
       nlc = await import('node-llama-cpp');
@@ -176,6 +176,37 @@ describe('llama.cpp reads kloop convert --type q8_0', () => {
       await context.dispose();
       console.log(`llama.cpp: ${theirs.join(' ')}\nkloop:     ${kloop.join(' ')}\ntext: ${JSON.stringify(model.detokenize(theirs as never))}`);
       expect(theirs).toEqual(kloop);
+
+      // Real K-quant blocks: the synthetic dim-512 model converted to q4_k (Q4_K and Q6_K tensors).
+      const syn = path.join(tmp, 'synthetic-q4_k.gguf');
+      const src = await loadModel(path.join(modelsDir, 'quant', 'synthetic-k512-Q6_K.gguf'));
+      // From float32, so that every matrix goes through kloop's Q4_K / Q6_K quantizers.
+      const w = src.weights;
+      w.tokEmb = dequantize(w.tokEmb);
+      w.wcls = dequantize(w.wcls);
+      for (const l of w.layers) for (const k of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) l[k] = dequantize(l[k]);
+      const report = await convertToGguf(src, syn, 'q4_k');
+      expect([...new Set(report.tensors.map((t) => t.type))].sort()).toEqual(['q4_k', 'q6_k']);
+      console.log(`synthetic q4_k: ${report.tensors.map((t) => `${t.name} ${t.type} ${t.rel.toExponential(1)}`).join(', ')}`);
+      const mine = await loadModel(syn);
+      const ex2 = new ReferenceExecutor(mine);
+      const ours2: number[] = [];
+      for (let p = 0; p < prompt.length; p++) logits = ex2.forward(prompt[p]!, p);
+      for (let i = 0; i < 16; i++) {
+        ours2.push(argmaxOf(logits));
+        logits = ex2.forward(ours2[i]!, prompt.length + i);
+      }
+      const model2 = await llama.loadModel({ modelPath: syn });
+      const context2 = await model2.createContext({ contextSize: 64, threads: 1 });
+      const theirs2: number[] = [];
+      for await (const t of context2.getSequence().evaluate(prompt as never, { temperature: 0 })) {
+        theirs2.push(t as number);
+        if (theirs2.length >= 16) break;
+      }
+      await context2.dispose();
+      await model2.dispose();
+      console.log(`synthetic q4_k, llama.cpp: ${theirs2.join(' ')}\nsynthetic q4_k, kloop:     ${ours2.join(' ')}`);
+      expect(theirs2).toEqual(ours2);
     } finally {
       await model.dispose();
       await llama.dispose();
