@@ -1,18 +1,23 @@
 /**
  * GGUF (v2/v3) models: a bounds-checked header parser (every count and length is checked
  * against the bytes left before anything is allocated), Llama-family metadata, the
- * sentencepiece vocabulary (tokenizer.ggml.*, turned into a tokenizer.json) and F32 / F16 /
- * BF16 tensors.
+ * sentencepiece vocabulary (tokenizer.ggml.*, turned into a tokenizer.json) and the tensors.
+ *
+ * Tensor types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K. Weight matrices keep
+ * their file encoding (a PackedMatrix; F32 matrices stay float32); 1-D norms and biases are
+ * widened to float32. A tensor's byte size is its block count times the block size; rows must
+ * hold whole blocks, the blocks must lie inside the file and their scales must be finite.
  *
  * GGUF lists dims innermost first: a matrix [out, in] has ne = [in, out], which is already the
  * row-major [out, in] layout of ModelWeights. llama.cpp's converter stores llama-arch wq/wk in
  * the adjacent-pair RoPE order (no permutation needed); qwen2-arch models keep Hugging Face's
- * rotate_half order and are un-permuted here.
+ * rotate_half order and are un-permuted here (whole rows move, so packed matrices too).
  */
-import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from './types.ts';
-import { BinaryFile, LIMITS, checkInt, fileError, modelName, need, validateConfig } from './util.ts';
+import type { LayerWeights, LoadedModel, Matrix, ModelConfig, ModelWeights, PackedMatrix } from './types.ts';
+import { BinaryFile, LIMITS, checkFinite, checkInt, fileError, modelName, need, validateConfig } from './util.ts';
 import { PieceType, spmTokenizer } from './tokenizer.ts';
-import { unpermuteRows } from './permute.ts';
+import { unpermuteMatrix, unpermuteRows } from './permute.ts';
+import { type BlockFormat, dequantize, firstNonFinite, formatOfGgml, packedMatrix } from './quant.ts';
 
 export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
@@ -38,15 +43,19 @@ export interface GgufHeader {
   dataOffset: number;
 }
 
-const GGML_TYPES: Record<number, { name: 'F32' | 'F16' | 'BF16'; bytes: number }> = {
-  0: { name: 'F32', bytes: 4 },
-  1: { name: 'F16', bytes: 2 },
-  30: { name: 'BF16', bytes: 2 },
-};
+/** ggml's names of the types kloop does not read (for messages). */
 const GGML_TYPE_NAMES: Record<number, string> = {
-  2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 12: 'Q4_K',
-  13: 'Q5_K', 14: 'Q6_K', 15: 'Q8_K', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64',
+  7: 'Q5_1', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS', 19: 'IQ1_S',
+  20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M',
+  34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
 };
+/** The type names kloop reads, for messages. */
+export const READABLE_TYPES = 'F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K';
+
+/** ggml's name of type id `t` ("type 99" when unknown). */
+export function ggmlTypeName(t: number): string {
+  return formatOfGgml(t)?.name ?? GGML_TYPE_NAMES[t] ?? `type ${t}`;
+}
 
 /** A bounds-checked little-endian cursor over the header bytes. */
 class Cursor {
@@ -204,8 +213,15 @@ export function parseGgufHeader(path: string, buf: Uint8Array, fileSize: number)
     }
     need(!tensors.has(t.name), path, `duplicate tensor ${t.name}`);
     const offset = dataOffset + t.rel;
-    const ty = GGML_TYPES[t.type];
-    const bytes = ty ? count * ty.bytes : 0;
+    // The byte size of a known type comes from its block count; rows must hold whole blocks.
+    // Tensors of other types are refused when (and only when) the model uses them.
+    const ty = formatOfGgml(t.type);
+    need(
+      !ty || t.dims[0]! % ty.blockElems === 0,
+      path,
+      `tensor ${t.name} has rows of ${t.dims[0]} values, not a multiple of the ${ty?.name} block (${ty?.blockElems} values): corrupt`,
+    );
+    const bytes = ty ? (count / ty.blockElems) * ty.blockBytes : 0;
     need(offset + bytes <= fileSize, path, `tensor ${t.name} data (bytes ${offset}..${offset + bytes}) lies beyond the end of the file (${fileSize} bytes): truncated or corrupt`);
     tensors.set(t.name, { name: t.name, dims: t.dims, type: t.type, offset, count });
   }
@@ -233,7 +249,7 @@ const ARCHS: Record<string, { rotateHalf: boolean }> = {
 };
 
 /**
- * Load a GGUF model (llama / qwen2 architecture, F32 / F16 / BF16 tensors) from a path, or from
+ * Load a GGUF model (llama / qwen2 architecture) from a path, or from
  * a BinaryFile (BinaryFile.fromBytes for bytes in memory).
  */
 export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> {
@@ -302,11 +318,11 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
     const { nLayers, hiddenDim, nKvHeads } = config;
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;
-    const load = async (name: string, shape: number[]): Promise<Float32Array> => {
+    const info = (name: string, shape: number[]): { t: GgufTensorInfo; fmt: BlockFormat } => {
       const t = h.tensors.get(name);
       need(t, path, `missing tensor ${name}`);
-      const ty = GGML_TYPES[t.type];
-      need(ty, path, `tensor ${name} has unsupported type ${GGML_TYPE_NAMES[t.type] ?? t.type} (F32, F16 or BF16 expected)`);
+      const fmt = formatOfGgml(t.type);
+      need(fmt, path, `tensor ${name} has unsupported type ${ggmlTypeName(t.type)} (kloop reads ${READABLE_TYPES})`);
       const dims = t.dims.slice();
       while (dims.length > shape.length && dims[dims.length - 1] === 1) dims.pop();
       need(
@@ -314,43 +330,68 @@ export async function loadGguf(file: string | BinaryFile): Promise<LoadedModel> 
         path,
         `tensor ${name} has shape [${t.dims.join(', ')}], the config implies [${shape.join(', ')}]`,
       );
-      return f.tensor(t.offset, t.count, ty.name, name);
+      return { t, fmt };
+    };
+    /** The bytes of a non-f32 tensor as a PackedMatrix [rows, cols], its scales (or values) checked finite. */
+    const packed = async (t: GgufTensorInfo, fmt: BlockFormat, rows: number, cols: number): Promise<PackedMatrix> => {
+      const type = fmt.type as PackedMatrix['type'];
+      const bytes = await f.bytes(t.offset, (t.count / fmt.blockElems) * fmt.blockBytes, `tensor ${t.name}`);
+      const bad = firstNonFinite(type, bytes);
+      if (bad >= 0) {
+        const what = fmt.blockElems === 1 ? `value ${bad} is` : `block ${bad} has a scale that is`;
+        throw fileError(path, `tensor ${t.name} (${fmt.name}): ${what} NaN or infinite: corrupt`);
+      }
+      return packedMatrix(type, rows, cols, bytes);
+    };
+    /** A 1-D tensor (norm, bias), widened to float32 whatever its type. */
+    const vec = async (name: string, n: number): Promise<Float32Array> => {
+      const { t, fmt } = info(name, [n]);
+      if (fmt.type === 'f32') return f.tensor(t.offset, t.count, 'F32', name);
+      const out = dequantize(await packed(t, fmt, 1, n));
+      checkFinite(out, path, name);
+      return out;
+    };
+    /** A matrix [rows, cols] (ne = [cols, rows]): float32 for F32, else the file's encoding. */
+    const mat = async (name: string, rows: number, cols: number): Promise<Matrix> => {
+      const { t, fmt } = info(name, [cols, rows]);
+      if (fmt.type === 'f32') return f.tensor(t.offset, t.count, 'F32', name);
+      return packed(t, fmt, rows, cols);
     };
     // Tensors of layers past block_count mean the count or the tensor table is corrupt.
     for (const name of h.tensors.keys()) {
       const m = /^blk\.(\d+)\./.exec(name);
       need(!m || Number(m[1]) < nLayers, path, `tensor ${name} belongs to layer ${m?.[1]} but ${arch}.block_count is ${nLayers}`);
     }
-    const tokEmb = await load('token_embd.weight', [dim, vocabSize]);
+    const tokEmb = await mat('token_embd.weight', vocabSize, dim);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < nLayers; l++) {
       const p = `blk.${l}.`;
       const lw: LayerWeights = {
-        attnNorm: await load(`${p}attn_norm.weight`, [dim]),
-        wq: await load(`${p}attn_q.weight`, [dim, qDim]),
-        wk: await load(`${p}attn_k.weight`, [dim, kvDim]),
-        wv: await load(`${p}attn_v.weight`, [dim, kvDim]),
-        wo: await load(`${p}attn_output.weight`, [qDim, dim]),
-        ffnNorm: await load(`${p}ffn_norm.weight`, [dim]),
-        w1: await load(`${p}ffn_gate.weight`, [dim, hiddenDim]),
-        w2: await load(`${p}ffn_down.weight`, [hiddenDim, dim]),
-        w3: await load(`${p}ffn_up.weight`, [dim, hiddenDim]),
+        attnNorm: await vec(`${p}attn_norm.weight`, dim),
+        wq: await mat(`${p}attn_q.weight`, qDim, dim),
+        wk: await mat(`${p}attn_k.weight`, kvDim, dim),
+        wv: await mat(`${p}attn_v.weight`, kvDim, dim),
+        wo: await mat(`${p}attn_output.weight`, dim, qDim),
+        ffnNorm: await vec(`${p}ffn_norm.weight`, dim),
+        w1: await mat(`${p}ffn_gate.weight`, hiddenDim, dim),
+        w2: await mat(`${p}ffn_down.weight`, dim, hiddenDim),
+        w3: await mat(`${p}ffn_up.weight`, hiddenDim, dim),
       };
       if (config.attentionBias) {
-        lw.bq = await load(`${p}attn_q.bias`, [qDim]);
-        lw.bk = await load(`${p}attn_k.bias`, [kvDim]);
-        lw.bv = await load(`${p}attn_v.bias`, [kvDim]);
+        lw.bq = await vec(`${p}attn_q.bias`, qDim);
+        lw.bk = await vec(`${p}attn_k.bias`, kvDim);
+        lw.bv = await vec(`${p}attn_v.bias`, kvDim);
       }
       if (archInfo.rotateHalf) {
-        lw.wq = unpermuteRows(lw.wq as Float32Array, nHeads, headDim, dim);
-        lw.wk = unpermuteRows(lw.wk as Float32Array, nKvHeads, headDim, dim);
+        lw.wq = unpermuteMatrix(lw.wq, nHeads, headDim, dim);
+        lw.wk = unpermuteMatrix(lw.wk, nKvHeads, headDim, dim);
         if (lw.bq) lw.bq = unpermuteRows(lw.bq, nHeads, headDim, 1);
         if (lw.bk) lw.bk = unpermuteRows(lw.bk, nKvHeads, headDim, 1);
       }
       layers.push(lw);
     }
-    const finalNorm = await load('output_norm.weight', [dim]);
-    const wcls = config.tiedEmbeddings ? tokEmb : await load('output.weight', [dim, vocabSize]);
+    const finalNorm = await vec('output_norm.weight', dim);
+    const wcls = config.tiedEmbeddings ? tokEmb : await mat('output.weight', vocabSize, dim);
     const weights: ModelWeights = { tokEmb, layers, finalNorm, wcls };
     return { name: modelName(path), source: path, format: 'gguf', config, weights, tokenizer };
   } finally {

@@ -2,15 +2,16 @@
  * Hugging Face model folders: config.json, model.safetensors (or shards listed in
  * model.safetensors.index.json) and tokenizer.json. Llama-family models (llama, mistral,
  * qwen2). q/k rows (and biases) are un-permuted from rotate_half to adjacent-pair order.
+ * F16 / BF16 weight matrices stay 16-bit (PackedMatrix); norms and biases are widened to float32.
  * Options this engine cannot honour are errors naming config.json and the key.
  */
 import { basename, join } from 'node:path';
 import { stat } from 'node:fs/promises';
-import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from './types.ts';
+import type { LayerWeights, LoadedModel, Matrix, ModelConfig, ModelWeights } from './types.ts';
 import { BinaryFile, LIMITS, checkInt, fileError, need, readJsonFile, validateConfig } from './util.ts';
-import { readSafeTensor, readSafetensorsHeader, type SafeTensorInfo } from './safetensors.ts';
+import { readSafeMatrix, readSafeTensor, readSafetensorsHeader, type SafeTensorInfo } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
-import { unpermuteRows } from './permute.ts';
+import { unpermuteMatrix, unpermuteRows } from './permute.ts';
 
 const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 
@@ -119,11 +120,15 @@ export async function loadHF(dir: string): Promise<LoadedModel> {
   const files: BinaryFile[] = [];
   try {
     const tensors = await openTensors(dir, files);
-    const get = async (name: string, shape: number[]): Promise<Float32Array> => {
+    const tensor = (name: string): SafeTensorInfo => {
       const t = tensors.get(name);
       if (!t) throw fileError(dir, `missing tensor ${name}`);
-      return readSafeTensor(t, shape);
+      return t;
     };
+    /** A 1-D tensor (norm, bias) as float32. */
+    const get = async (name: string, shape: number[]): Promise<Float32Array> => readSafeTensor(tensor(name), shape);
+    /** A matrix [rows, cols]: float32, or 16-bit as stored. */
+    const mat = async (name: string, rows: number, cols: number): Promise<Matrix> => readSafeMatrix(tensor(name), rows, cols);
     const { dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize } = config;
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;
@@ -132,21 +137,21 @@ export async function loadHF(dir: string): Promise<LoadedModel> {
       const m = /^model\.layers\.(\d+)\./.exec(name);
       need(!m || Number(m[1]) < nLayers, cfgPath, `num_hidden_layers is ${nLayers} but the weights hold tensor ${name}`);
     }
-    const tokEmb = await get('model.embed_tokens.weight', [vocabSize, dim]);
+    const tokEmb = await mat('model.embed_tokens.weight', vocabSize, dim);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < nLayers; l++) {
       const p = `model.layers.${l}.`;
       if (tensors.has(`${p}self_attn.o_proj.bias`)) throw fileError(dir, `tensor ${p}self_attn.o_proj.bias: output-projection biases are not supported`);
       const lw: LayerWeights = {
         attnNorm: await get(`${p}input_layernorm.weight`, [dim]),
-        wq: unpermuteRows(await get(`${p}self_attn.q_proj.weight`, [qDim, dim]), nHeads, headDim, dim),
-        wk: unpermuteRows(await get(`${p}self_attn.k_proj.weight`, [kvDim, dim]), nKvHeads, headDim, dim),
-        wv: await get(`${p}self_attn.v_proj.weight`, [kvDim, dim]),
-        wo: await get(`${p}self_attn.o_proj.weight`, [dim, qDim]),
+        wq: unpermuteMatrix(await mat(`${p}self_attn.q_proj.weight`, qDim, dim), nHeads, headDim, dim),
+        wk: unpermuteMatrix(await mat(`${p}self_attn.k_proj.weight`, kvDim, dim), nKvHeads, headDim, dim),
+        wv: await mat(`${p}self_attn.v_proj.weight`, kvDim, dim),
+        wo: await mat(`${p}self_attn.o_proj.weight`, dim, qDim),
         ffnNorm: await get(`${p}post_attention_layernorm.weight`, [dim]),
-        w1: await get(`${p}mlp.gate_proj.weight`, [hiddenDim, dim]),
-        w2: await get(`${p}mlp.down_proj.weight`, [dim, hiddenDim]),
-        w3: await get(`${p}mlp.up_proj.weight`, [hiddenDim, dim]),
+        w1: await mat(`${p}mlp.gate_proj.weight`, hiddenDim, dim),
+        w2: await mat(`${p}mlp.down_proj.weight`, dim, hiddenDim),
+        w3: await mat(`${p}mlp.up_proj.weight`, hiddenDim, dim),
       };
       if (config.attentionBias) {
         lw.bq = unpermuteRows(await get(`${p}self_attn.q_proj.bias`, [qDim]), nHeads, headDim, 1);
@@ -156,7 +161,7 @@ export async function loadHF(dir: string): Promise<LoadedModel> {
       layers.push(lw);
     }
     const finalNorm = await get('model.norm.weight', [dim]);
-    const wcls = config.tiedEmbeddings ? tokEmb : await get('lm_head.weight', [vocabSize, dim]);
+    const wcls = config.tiedEmbeddings ? tokEmb : await mat('lm_head.weight', vocabSize, dim);
     const weights: ModelWeights = { tokEmb, layers, finalNorm, wcls };
     return { name: basename(dir), source: dir, format: 'hf', config, weights, tokenizer };
   } finally {

@@ -224,6 +224,65 @@ export function dequantize(m: Matrix): Float32Array {
   return out;
 }
 
+/** Byte offsets, inside a block, of the half-float scale fields (d, and dmin / m where present). */
+export const SCALE_FIELDS: Partial<Record<WeightType, readonly number[]>> = {
+  q8_0: [0],
+  q4_0: [0],
+  q4_1: [0, 2],
+  q5_0: [0],
+  q4_k: [0, 2],
+  q5_k: [0, 2],
+  q6_k: [208],
+};
+
+/**
+ * The first problem of `data` holding blocks (or 16-bit values) of `type`: the index of the
+ * first block whose f16 scale (d, dmin, m) is NaN or infinite, or for f16 / bf16 the index of
+ * the first non-finite value; -1 when every one is finite.
+ */
+export function firstNonFinite(type: Exclude<WeightType, 'f32'>, data: Uint8Array): number {
+  const f = FORMATS[type];
+  const n = Math.floor(data.byteLength / f.blockBytes);
+  if (type === 'f16' || type === 'bf16') {
+    // f16: exponent bits 0x7c00 all set; bf16: 0x7f80.
+    const mask = type === 'f16' ? 0x7c00 : 0x7f80;
+    for (let i = 0; i < n; i++) if (((data[2 * i]! | (data[2 * i + 1]! << 8)) & mask) === mask) return i;
+    return -1;
+  }
+  const fields = SCALE_FIELDS[type]!;
+  for (let i = 0, o = 0; i < n; i++, o += f.blockBytes) {
+    for (const s of fields) if ((data[o + s + 1]! & 0x7c) === 0x7c) return i;
+  }
+  return -1;
+}
+
+/** The nearest IEEE half float (as its 16 bits) to `v`, rounding ties to even, as ggml's GGML_FP32_TO_FP16. */
+export function f32ToF16(v: number): number {
+  const x = Math.fround(v);
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    // Subnormal half: shift the mantissa (with its implicit bit) right, round to nearest even.
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let h = mant >>> shift;
+    if (rest > half || (rest === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // a carry into the exponent is right (up to infinity)
+  return sign | h;
+}
+
 /** Short type summary of a set of matrices, e.g. "q4_0 x 20, q8_0 x 1, f32 x 1". */
 export function typeSummary(ms: Matrix[]): string {
   const n = new Map<WeightType, number>();

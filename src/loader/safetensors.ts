@@ -3,7 +3,9 @@
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {...}}, then the data;
  * offsets are relative to the end of the header. Everything is checked against the file size.
  */
+import type { Matrix } from './types.ts';
 import { BinaryFile, fileError, need, utf8Text } from './util.ts';
+import { firstNonFinite, packedMatrix } from './quant.ts';
 
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
 
@@ -82,6 +84,25 @@ export async function readSafeTensor(t: SafeTensorInfo, shape: number[]): Promis
   );
   need(t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16', path, `tensor ${t.name} has unsupported dtype ${t.dtype} (F32, F16 or BF16 expected)`);
   return t.file.tensor(t.offset, t.count, t.dtype, t.name);
+}
+
+/**
+ * Read matrix `t` [rows, cols]: F32 as float32, F16 / BF16 kept 16-bit (a PackedMatrix of the
+ * file's little-endian bytes), checked finite.
+ */
+export async function readSafeMatrix(t: SafeTensorInfo, rows: number, cols: number): Promise<Matrix> {
+  if (t.dtype !== 'F16' && t.dtype !== 'BF16') return readSafeTensor(t, [rows, cols]);
+  const path = t.file.path;
+  need(
+    t.shape.length === 2 && t.shape[0] === rows && t.shape[1] === cols,
+    path,
+    `tensor ${t.name} has shape [${t.shape.join(', ')}], the config implies [${rows}, ${cols}]`,
+  );
+  const bytes = await t.file.bytes(t.offset, t.count * 2, `tensor ${t.name}`);
+  const type = t.dtype === 'F16' ? 'f16' : 'bf16';
+  const bad = firstNonFinite(type, bytes);
+  need(bad < 0, path, `tensor ${t.name} holds NaN or an infinity at element ${bad}`);
+  return packedMatrix(type, rows, cols, bytes);
 }
 
 /** Serialize float32 tensors as a safetensors file body: returns the header bytes and the layout. */

@@ -218,6 +218,8 @@ export interface JsonTokenizerOptions {
   eosId: number | null;
   /** Add BOS when encoding with bos true (default: when bosId is set). */
   addBos?: boolean;
+  /** The sentencepiece vocabulary the tokenizer.json was built from (llama2.c, GGUF). */
+  spm?: SpmVocab;
 }
 
 /**
@@ -237,6 +239,8 @@ export class JsonTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number | null;
+  /** The sentencepiece vocabulary behind this tokenizer, when it was built from one (what a GGUF writer stores). */
+  readonly spm: SpmVocab | null;
   private readonly hf: HFTokenizer;
   private readonly jsonText: string;
   private readonly addBos: boolean;
@@ -278,6 +282,7 @@ export class JsonTokenizer implements Tokenizer {
     this.jsonText = JSON.stringify(json);
     this.bosId = opts.bosId;
     this.eosId = opts.eosId;
+    this.spm = opts.spm ?? null;
     this.addBos = opts.addBos ?? opts.bosId !== null;
 
     const vocab = this.hf.get_vocab(true);
@@ -433,6 +438,6 @@ function checkTokenIds(vocab: unknown, added: unknown[], source: string): void {
 /** The tokenizer of a sentencepiece vocabulary (llama2.c .bin, GGUF). */
 export function spmTokenizer(v: SpmVocab, source: string): JsonTokenizer {
   const json = buildSpmTokenizerJson(v, source);
-  return new JsonTokenizer(json, { source, bosId: v.bosId, eosId: v.eosId, addBos: v.addBos ?? true });
+  return new JsonTokenizer(json, { source, bosId: v.bosId, eosId: v.eosId, addBos: v.addBos ?? true, spm: v });
 }
 

@@ -5,7 +5,7 @@
  * a changed score or a truncation at a token boundary). NaN/Inf weights are always 'error'.
  */
 import {
-  INVALID_UTF8, NON_FINITE_BITS, Rng, concat, copy, getF32, getI32, getU32, ggufLayout, joinSafetensors,
+  GGML_BLOCKS, INVALID_UTF8, NON_FINITE_BITS, Rng, concat, copy, getF32, getI32, getU32, ggmlBytes, ggufLayout, joinSafetensors,
   llama2cLayout, llama2cTokRecords, setF32Bits, setI32, setU32, setU64, splitSafetensors, utf8,
   type GgufLayout, type GgufString,
 } from './formats.ts';
@@ -329,8 +329,13 @@ export function ggufMutators(b: Uint8Array): Mutator[] {
       kind: 'tensor-type',
       make: (r) => {
         const t = r.pick(used);
-        const v = r.pick([1, 30, 2, 8, 12, 14, 24, 28, 99, 0xffffffff, r.u32()].filter((x) => x !== t.type));
-        return { bytes: setU32(copy(b), t.typePos, v), desc: `type of ${t.name} ${t.type} -> ${v}`, expect: v === 1 || v === 30 ? 'any' : 'error' };
+        const v = r.pick([0, 1, 30, 2, 3, 6, 8, 12, 13, 14, 7, 24, 28, 99, 0xffffffff, r.u32()].filter((x) => x !== t.type));
+        // Another type kloop reads may leave a readable file: its rows hold whole blocks and its
+        // (new) bytes lie inside the file. Anything else must be refused.
+        const blk = GGML_BLOCKS[v];
+        const count = t.dims.reduce((a, d) => a * d, 1);
+        const fits = !!blk && t.dims[0]! % blk[0] === 0 && t.start + ggmlBytes(v, count) <= b.length;
+        return { bytes: setU32(copy(b), t.typePos, v), desc: `type of ${t.name} ${t.type} -> ${v}`, expect: fits ? 'any' : 'error' };
       },
     },
     {
@@ -366,7 +371,11 @@ export function ggufMutators(b: Uint8Array): Mutator[] {
     },
     {
       kind: 'nan-weight',
-      make: (r) => { const t = r.pick(used); return nonFinite(r, b, t.start + 4 * r.int((t.end - t.start) / 4), `tensor ${t.name}`); },
+      make: (r) => {
+        // Float tensors (F32, F16, BF16: the NaN / infinity bits make every 16-bit half non-finite too).
+        const t = r.pick(used.filter((x) => GGML_BLOCKS[x.type]![0] === 1));
+        return nonFinite(r, b, t.start + 4 * r.int((t.end - t.start) / 4), `tensor ${t.name}`);
+      },
     },
     { kind: 'nan-score', make: (r) => nonFinite(r, b, scores.arrayLenPos! + 8 + 4 * r.int(scores.arrayLen!), 'tokenizer.ggml.scores') },
     {
@@ -375,6 +384,72 @@ export function ggufMutators(b: Uint8Array): Mutator[] {
         let s = strings(r);
         while (s.len === 0) s = strings(r);
         return breakUtf8(r, b, s.bytesPos, s.len, s.what);
+      },
+    },
+  ];
+}
+
+/** Half-float bits that are not finite: +inf, -inf, NaNs. */
+const NON_FINITE_F16 = [0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff] as const;
+/** Byte offsets of the f16 scale fields (d, dmin / m) inside a block of each quantized type. */
+const SCALE_FIELDS: Record<number, number[]> = { 2: [0], 3: [0, 2], 6: [0], 8: [0], 12: [0, 2], 13: [0, 2], 14: [208] };
+/** ggml type ids kloop does not read (Q5_1, Q8_1, Q2_K, Q3_K, Q8_K, IQ*, I8.., TQ*, MXFP4, unassigned). */
+const UNREAD_TYPES = [7, 9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 34, 35, 39, 40, 99, 0xffffffff];
+
+/**
+ * Mutations aimed at the block-quantized tensors of a GGUF file (llama.cpp's own quantized
+ * files): a truncation inside a tensor's blocks, an unknown or unread type id, a NaN / infinite
+ * block scale, and dims whose block count does not fit the file or whose rows are not whole
+ * blocks. Each must be refused with a clear error.
+ */
+export function ggufQuantMutators(b: Uint8Array): Mutator[] {
+  const L: GgufLayout = ggufLayout(b);
+  const quant = L.tensors.filter((t) => USED_GGUF.test(t.name) && SCALE_FIELDS[t.type]);
+  if (quant.length === 0) throw new Error('ggufQuantMutators: the file holds no quantized tensor');
+  const used = L.tensors.filter((t) => USED_GGUF.test(t.name));
+  return [
+    {
+      kind: 'truncate-blocks',
+      make: (r) => {
+        const t = r.pick(quant);
+        const n = t.start + r.int(t.end - t.start);
+        return { bytes: b.slice(0, n), desc: `truncated to ${n} bytes, inside the blocks of ${t.name} (${t.start}..${t.end})`, expect: 'error' };
+      },
+    },
+    {
+      kind: 'unread-type',
+      make: (r) => {
+        const t = r.pick(used);
+        const v = r.pick(UNREAD_TYPES);
+        return { bytes: setU32(copy(b), t.typePos, v), desc: `type of ${t.name} ${t.type} -> ${v}`, expect: 'error' };
+      },
+    },
+    {
+      kind: 'nan-scale',
+      make: (r) => {
+        const t = r.pick(quant);
+        const [elems, bytes] = GGML_BLOCKS[t.type]!;
+        const nBlocks = (t.end - t.start) / bytes;
+        const blockNo = r.pick([0, nBlocks - 1, r.int(nBlocks)]);
+        const field = r.pick(SCALE_FIELDS[t.type]!);
+        const h = r.pick(NON_FINITE_F16);
+        const out = copy(b);
+        const at = t.start + blockNo * bytes + field;
+        out[at] = h & 0xff;
+        out[at + 1] = h >> 8;
+        return { bytes: out, desc: `tensor ${t.name}: scale at byte ${field} of block ${blockNo} (of ${elems} values) set to 0x${h.toString(16)}`, expect: 'error' };
+      },
+    },
+    {
+      kind: 'block-count',
+      make: (r) => {
+        const t = r.pick(quant);
+        const [elems] = GGML_BLOCKS[t.type]!;
+        const d = r.int(2);
+        const o = t.dims[d]!;
+        // More rows than the file holds blocks for, or a row length that is not whole blocks.
+        const v = d === 1 ? r.pick([o * 2, o * 1000, o + Math.ceil((b.length - t.start) / 2), 2 ** 30]) : r.pick([o + 1, o - 1, o + elems / 2, o * 2 + 1]);
+        return { bytes: setU64(copy(b), t.dimsPos[d]!, BigInt(v)), desc: `dim ${d} of ${t.name} (${t.type}) ${o} -> ${v}`, expect: 'error' };
       },
     },
   ];

@@ -175,7 +175,15 @@ export interface GgufLayout {
 }
 
 const SCALAR_BYTES: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-const GGML_BYTES: Record<number, number> = { 0: 4, 1: 2, 30: 2 };
+/** ggml type id -> [values per block, bytes per block] of the types kloop reads (ggml-common.h). */
+export const GGML_BLOCKS: Record<number, readonly [number, number]> = {
+  0: [1, 4], 1: [1, 2], 30: [1, 2], 2: [32, 18], 3: [32, 20], 6: [32, 22], 8: [32, 34], 12: [256, 144], 13: [256, 176], 14: [256, 210],
+};
+/** Bytes of `count` values of ggml type `type` (NaN for types kloop does not read). */
+export const ggmlBytes = (type: number, count: number): number => {
+  const b = GGML_BLOCKS[type];
+  return b ? (count / b[0]) * b[1] : NaN;
+};
 
 /** Walk a well-formed GGUF file (the real one) and record where each field lies. */
 export function ggufLayout(b: Uint8Array): GgufLayout {
@@ -247,7 +255,7 @@ export function ggufLayout(b: Uint8Array): GgufLayout {
   const dataOffset = Math.ceil(o / alignment) * alignment;
   const tensors = infos.map((t) => {
     const start = dataOffset + t.rel;
-    const end = start + t.dims.reduce((a, d) => a * d, 1) * GGML_BYTES[t.type]!;
+    const end = start + ggmlBytes(t.type, t.dims.reduce((a, d) => a * d, 1));
     return { ...t, start, end };
   });
   const dataEnd = Math.max(...tensors.map((t) => t.end));

@@ -7,7 +7,7 @@
  * fails the suite.
  *
  * KLOOP_FUZZ_SEED (default 1) picks the variants; KLOOP_FUZZ_SCALE (default 1) multiplies
- * their number (1054 at 1); KLOOP_FUZZ_HANG_MS (default 3000) bounds each variant's CPU time and
+ * their number (1278 at 1); KLOOP_FUZZ_HANG_MS (default 3000) bounds each variant's CPU time and
  * KLOOP_FUZZ_WALL_MS (default 30000) its wall-clock time;
  * KLOOP_FUZZ_VERBOSE prints memory every 100 variants.
  */

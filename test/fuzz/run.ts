@@ -9,7 +9,7 @@ import { dequantize, matrixBytes } from '../../src/loader/quant.ts';
 import type { LoadedModel, Matrix, Tokenizer } from '../../src/loader/types.ts';
 import { modelsDir } from '../helpers/paths.ts';
 import {
-  type Target, type Variant, ggufMutators, hfConfigMutators, hfTokenizerMutators, llama2cModelMutators, llama2cTokMutators,
+  type Target, type Variant, ggufMutators, ggufQuantMutators, hfConfigMutators, hfTokenizerMutators, llama2cModelMutators, llama2cTokMutators,
   safetensorsMutators,
 } from './corpus.ts';
 
@@ -184,6 +184,12 @@ export async function makeTargets(root: string, scale = 1): Promise<Target[]> {
     { name: 'HF tokenizer.json', count: n(70), base: hf, mutated: 'tokenizer.json', call: 'loadModel', entry: '', mutators: hfTokenizerMutators(hf['tokenizer.json'], 512) },
     { name: 'HF model.safetensors', count: n(110), base: hf, mutated: 'model.safetensors', call: 'loadModel', entry: '', mutators: safetensorsMutators(hf['model.safetensors']) },
   );
+  // llama.cpp's quantized files: the generic GGUF corruptions and ones aimed at their blocks.
+  for (const name of ['stories260K-Q4_0.gguf', 'stories260K-Q4_K_M.gguf', 'synthetic-k512-Q4_K_M.gguf', 'synthetic-k512-Q6_K.gguf']) {
+    const q = await read(`quant/${name}`);
+    const aimed = ggufQuantMutators(q);
+    targets.push({ name, count: n(56), base: { [name]: q }, mutated: name, call: 'loadModel', entry: name, mutators: [...aimed, ...aimed, ...aimed, ...ggufMutators(q)] });
+  }
   // Unmodified files, hard-linked into the variant folders.
   for (const t of targets) {
     await mkdir(join(root, safeName(t.name)));

@@ -84,14 +84,17 @@ describe('GGUF errors', () => {
     await expectKloopError(loadModel(p), /broken\d+\.gguf: tensor blk\.0\.ffn_gate\.weight has shape \[64, 172\], the config implies \[64, 100\]/);
   });
 
-  it('rejects quantized tensor types by name', async () => {
+  it('rejects tensor types it does not read, by name', async () => {
     const p = variant((b) => {
       const o = after('token_embd.weight');
       expect(b.readUInt32LE(o)).toBe(2); // n_dims
-      b.writeUInt32LE(2, o + 4 + 16); // type: Q4_0
+      b.writeUInt32LE(7, o + 4 + 16); // type: Q5_1
       return b;
     });
-    await expectKloopError(loadModel(p), /tensor token_embd\.weight has unsupported type Q4_0/);
+    await expectKloopError(
+      loadModel(p),
+      /tensor token_embd\.weight has unsupported type Q5_1 \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K\)/,
+    );
   });
 
   it('rejects a missing tokenizer', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { modelsDir } from '../helpers/paths.ts';
 import { convertToHF, loadModel } from '../../src/loader/index.ts';
 import { permuteRows, unpermuteRows } from '../../src/loader/permute.ts';
+import { dequantize, matrixBytes, matrixType } from '../../src/loader/quant.ts';
 import { safetensorsHeader } from '../../src/loader/safetensors.ts';
 import { KloopError } from '../../src/errors.ts';
 import { expectKloopError, expectSameF32 } from './helpers.ts';
@@ -146,7 +147,10 @@ describe('Hugging Face folders', () => {
     unlinkSync(path.join(out, 'model.safetensors'));
 
     const m = await loadModel(out);
-    expectSameF32(m.weights.tokEmb, emb);
+    // BF16 matrices stay 16-bit; they decode to the values written.
+    expect(matrixType(m.weights.tokEmb)).toBe('bf16');
+    expect(matrixBytes(m.weights.tokEmb)).toBe(bf.byteLength);
+    expectSameF32(dequantize(m.weights.tokEmb), emb);
     expect(Array.from(m.weights.finalNorm.subarray(0, 4))).toEqual([0.5, 1, 0.5, 1]);
     expectSameF32(m.weights.layers[3]!.wq, bin.weights.layers[3]!.wq);
   });
