@@ -399,17 +399,9 @@ export class GpuExecutor implements Executor {
     return { tokens, logits };
   }
 
-  private checkRange(pos: number, steps: number): void {
-    checkPositions(pos, steps, this.layout.context);
-  }
-
-  private checkToken(t: number, what: string): void {
-    checkToken(t, this.layout.config.vocabSize, what);
-  }
-
   async forward(token: number, pos: number): Promise<Float32Array> {
-    this.checkToken(token, 'input');
-    this.checkRange(pos, 1);
+    checkToken(token, this.layout.config.vocabSize, 'input');
+    checkPositions(pos, 1, this.layout.context);
     const r = await this.runSteps(pos, [token], 1, GREEDY, true);
     this.stats.steps += 1;
     return r.logits!;
@@ -417,8 +409,8 @@ export class GpuExecutor implements Executor {
 
   async decode(inputs: number[], pos: number, steps: number, sampling: SamplingOptions): Promise<number[]> {
     if (inputs.length < 1 || steps < inputs.length) throw new Error('decode: needs >= 1 input and steps >= inputs');
-    inputs.forEach((t) => this.checkToken(t, 'input'));
-    this.checkRange(pos, steps);
+    inputs.forEach((t) => checkToken(t, this.layout.config.vocabSize, 'input'));
+    checkPositions(pos, steps, this.layout.context);
     const out: number[] = [];
     const chunk = this.mode === 'looped' ? this.k : 1;
     let last = inputs[0];
@@ -430,7 +422,7 @@ export class GpuExecutor implements Executor {
       for (let j = 0; j < n; j++) {
         if (g + j >= inputs.length - 1) {
           const t = r.tokens[j + 1];
-          this.checkToken(t, `step at position ${pos + g + j} (non-finite logits?)`);
+          checkToken(t, this.layout.config.vocabSize, `step at position ${pos + g + j} (non-finite logits?)`);
           out.push(t);
         }
       }
