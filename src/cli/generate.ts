@@ -2,6 +2,7 @@
  * `kloop generate`: stream a completion of --prompt to stdout (the prompt's own text first, as
  * llama2.c prints it), then a stats line on stderr; or, with --json, one JSON object on stdout.
  */
+import { modelMatrices, typeSummary } from '../loader/quant.ts';
 import { KloopError } from '../errors.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
 import { type SamplingOptions, GREEDY, validateSampling } from '../engine/sampler.ts';
@@ -91,6 +92,7 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
       io.out(
         JSON.stringify({
           model: model.name,
+          weightTypes: typeSummary(modelMatrices(model.weights)),
           mode,
           adapter: adapter.info,
           promptTokens: r.promptTokens,

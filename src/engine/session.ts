@@ -83,6 +83,8 @@ export interface DecodeStats {
   /** Workgroups of the fused kernels (0 for per-op and the reference). */
   workgroups: number;
   tokensPerDispatch: number;
+  /** Bytes of the executor's device buffers (weights once, in their packed encodings; KV cache; activations). 0 for the reference. */
+  deviceBytes: number;
 }
 
 export interface SessionResult extends GenerationResult {
@@ -288,6 +290,7 @@ export class Session {
           fallbacks: end.fallbacks - start.fallbacks,
           workgroups: end.workgroups,
           tokensPerDispatch: k,
+          deviceBytes: real && 'deviceBytes' in real ? (real.deviceBytes as number) : 0,
         },
       };
     };
