@@ -13,6 +13,7 @@ import { acquireDevice } from '../../src/engine/device.ts';
 import { type Mode, createExecutor } from '../../src/engine/executor.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { loadModel } from '../../src/loader/index.ts';
+import { modelMatrices, typeSummary } from '../../src/loader/quant.ts';
 
 const models = process.env.KLOOP_MODELS ?? 'weights';
 const fixtures = process.env.KLOOP_FIXTURES;
@@ -32,16 +33,27 @@ const top1 = (a: Float32Array) => a.reduce((bi, v, i, arr) => (v > arr[bi] ? i :
 
 let failures = 0;
 const summary: unknown[] = [];
-for (const [name, file, steps] of [
-  ['stories260K', 'stories260K/stories260K.bin', 200],
-  ['aidreams260K', 'aidreams260K/aidreams260K.bin', 127],
-] as const) {
+// The f32 models, then the quantized GGUF files llama.cpp wrote (their packed weights are decoded
+// inside the kernels), each with its fixture when one is carried.
+const MODELS: { name: string; file: string; steps: number; fixture?: [string, string] }[] = [
+  { name: 'stories260K', file: 'stories260K/stories260K.bin', steps: 200, fixture: ['stories260K', 'once_upon_a_time'] },
+  { name: 'aidreams260K', file: 'aidreams260K/aidreams260K.bin', steps: 127 },
+  ...['stories260K-Q4_0', 'stories260K-Q4_K_M', 'synthetic-k512-Q4_K_M', 'synthetic-k512-Q6_K'].map((q) => ({
+    name: q, file: `quant/${q}.gguf`, steps: 120, fixture: ['quant', q] as [string, string],
+  })),
+];
+for (const { name, file, steps: want, fixture } of MODELS) {
+  if (!fs.existsSync(path.join(models, file))) {
+    console.log(`${name}: not carried, skipped`);
+    continue;
+  }
   const model = await loadModel(path.join(models, file));
+  const steps = Math.min(want, model.config.seqLen);
   let forced: number[] = [1, 403, 407, 1552 % model.config.vocabSize, 9, 29, 45];
   let fixtureLogits: Float32Array | undefined;
-  if (fixtures && name === 'stories260K') {
-    const meta = JSON.parse(fs.readFileSync(path.join(fixtures, 'stories260K', 'once_upon_a_time.json'), 'utf8'));
-    const raw = fs.readFileSync(path.join(fixtures, 'stories260K', 'once_upon_a_time.logits.f32'));
+  if (fixtures && fixture && fs.existsSync(path.join(fixtures, fixture[0], `${fixture[1]}.json`))) {
+    const meta = JSON.parse(fs.readFileSync(path.join(fixtures, fixture[0], `${fixture[1]}.json`), 'utf8'));
+    const raw = fs.readFileSync(path.join(fixtures, fixture[0], `${fixture[1]}.logits.f32`));
     forced = meta.tokens.slice(0, meta.positions);
     fixtureLogits = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
   }
@@ -66,7 +78,7 @@ for (const [name, file, steps] of [
     if (!ok) failures++;
     const stats = ex.stats as { workgroups: number; fallbacks: number };
     const line = {
-      model: name, mode: `${mode}${mode === 'looped' ? `:${k}` : ''}`, maxRelErrVsReference: worst,
+      model: name, weights: typeSummary(modelMatrices(model.weights)), mode: `${mode}${mode === 'looped' ? `:${k}` : ''}`, maxRelErrVsReference: worst,
       maxRelErrVsFixture: fixtureLogits ? worstFixture : null, top1Agreement: `${agree}/${forced.length}`,
       greedyTokensIdentical: `${same} (${steps} steps)`, workgroups: stats.workgroups, fallbacks: stats.fallbacks, ok,
     };

@@ -20,5 +20,8 @@ for m in stories260K aidreams260K; do
   mkdir -p "$out/models/$m" && cp "$models/$m"/*.bin "$out/models/$m/"
 done
 [ -d "$fixtures/stories260K" ] && cp -r "$fixtures/stories260K" "$out/fixtures/"
+# The quantized GGUF files (llama.cpp's quantizer) and their fixtures.
+[ -d "$models/quant" ] && mkdir -p "$out/models/quant" && cp "$models/quant"/*.gguf "$out/models/quant/"
+[ -d "$fixtures/quant" ] && cp -r "$fixtures/quant" "$out/fixtures/"
 cp scripts/gpu-host/run.sh "$out/"
 du -sh "$out"

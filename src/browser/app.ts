@@ -6,7 +6,7 @@
  */
 import * as kloop from './index.ts';
 import type { BenchResult, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
-import { $, type RunRecord, benchTable, drawChart, el, fmt, message, mib, num, showBlocking, showErrorBox, showNotes, status } from './page.ts';
+import { $, type RunRecord, benchTable, drawChart, el, fmt, message, mib, num, showBlocking, showErrorBox, showModel, showNotes, status } from './page.ts';
 
 export type { RunRecord };
 
@@ -217,26 +217,10 @@ async function loadSelected(): Promise<LoadedModel> {
   return model;
 }
 
-function showModel(m: LoadedModel, ms: number): void {
-  const c = m.config;
-  const dl = $('model-info');
-  dl.replaceChildren();
-  const row = (k: string, v: string) => dl.append(el('dt', {}, k), el('dd', {}, v));
-  const params = kloop.parameterCount(m.config);
-  row('model', `${m.name} (${m.format === 'llama2c' ? 'llama2.c' : m.format})`);
-  row('parameters', params >= 1e6 ? `${fmt(params / 1e6, 2)} M` : `${fmt(params / 1e3, 1)} K`);
-  row('shape', `dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers`);
-  row('heads', `${c.nHeads} query, ${c.nKvHeads} kv, head size ${c.headDim}`);
-  row('vocabulary', `${c.vocabSize} tokens`);
-  row('context', `${c.seqLen} positions`);
-  row('loaded in', `${fmt(ms, 0)} ms`);
-  document.body.dataset.model = m.name;
-}
-
 // ---------------------------------------------------------------- generate
 
 function resetMeters(): void {
-  for (const [id, v] of [['tps', '–'], ['ntok', '0'], ['prefill', '–'], ['build', '–'], ['dpt', '–'], ['wgs', '–']]) $(id!).textContent = v!;
+  for (const [id, v] of [['tps', '–'], ['ntok', '0'], ['prefill', '–'], ['build', '–'], ['dpt', '–'], ['wgs', '–'], ['devmem', '–']]) $(id!).textContent = v!;
 }
 
 async function generate(): Promise<void> {
@@ -262,6 +246,7 @@ async function generate(): Promise<void> {
     const { executor: ex, buildSeconds } = await session.executorWithBuildTime({ mode, tokensPerDispatch: k });
     run.buildSeconds = buildSeconds;
     $('build').textContent = fresh ? fmt(buildSeconds, 2) : `${fmt(buildSeconds, 2)} (cached)`;
+    $('devmem').textContent = 'deviceBytes' in ex ? fmt((ex.deviceBytes as number) / 2 ** 20, 2) : 'n/a';
     const maxTokens = Math.round(num('max-tokens', 1, model.config.seqLen, 128));
     const temperature = num('temperature', 0, 100, 0);
     const sampling = { temperature, topK: 0, topP: temperature > 0 ? num('top-p', 0.01, 1, 0.9) : 1, seed: Math.round(num('seed', 0, 0xffffffff, 42)) };

@@ -39,12 +39,12 @@ const browserFs: esbuild.Plugin = {
   },
 };
 
-/** In app.ts, the library import becomes the separate bundle ./kloop.js. */
+/** In the page's script (app.ts, page.ts), the library import becomes the separate bundle ./kloop.js. */
 const libraryExternal: esbuild.Plugin = {
   name: 'kloop-library-external',
   setup(build) {
     build.onResolve({ filter: /^\.\/index\.ts$/ }, (args) =>
-      args.importer === join(here, 'app.ts') ? { path: './kloop.js', external: true } : undefined,
+      [join(here, 'app.ts'), join(here, 'page.ts')].includes(args.importer) ? { path: './kloop.js', external: true } : undefined,
     );
   },
 };

@@ -48,5 +48,6 @@ export { createExecutor, MODES, type Executor, type ExecutorStats, type Mode } f
 export type { AcquiredDevice, AdapterDescription } from '../engine/device.ts';
 export type { GenerateOptions, GeneratedToken, GenerationResult, StopReason } from '../engine/generate.ts';
 export { GREEDY, type SamplingOptions } from '../engine/sampler.ts';
-export type { LoadedModel, ModelConfig, Tokenizer } from '../loader/types.ts';
+export type { LoadedModel, Matrix, ModelConfig, PackedMatrix, Tokenizer, WeightType } from '../loader/types.ts';
+export { FORMATS, dequantize, matrixType, modelMatrices, typeSummary } from '../loader/quant.ts';
 export { KloopError, OptionError } from '../errors.ts';

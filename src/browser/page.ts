@@ -2,7 +2,8 @@
  * The demo page's DOM helpers and its benchmark chart and table (app.ts drives them). Imports
  * only types from the library, so the page bundle keeps the library in ./kloop.js.
  */
-import type { BenchResult, GpuMode } from './index.ts';
+import { modelMatrices, parameterCount, typeSummary } from './index.ts';
+import type { BenchResult, GpuMode, LoadedModel } from './index.ts';
 
 /** One click of Generate, as recorded for window.kloop. */
 export interface RunRecord {
@@ -156,3 +157,20 @@ export function benchTable(results: BenchResult[], agree?: boolean): void {
   }
 }
 
+/** The loaded model's facts (name, size, weight encodings, shape) in the model panel. */
+export function showModel(m: LoadedModel, ms: number): void {
+  const c = m.config;
+  const dl = $('model-info');
+  dl.replaceChildren();
+  const row = (k: string, v: string) => dl.append(el('dt', {}, k), el('dd', {}, v));
+  const params = parameterCount(m.config);
+  row('model', `${m.name} (${m.format === 'llama2c' ? 'llama2.c' : m.format})`);
+  row('parameters', params >= 1e6 ? `${fmt(params / 1e6, 2)} M` : `${fmt(params / 1e3, 1)} K`);
+  row('weights', typeSummary(modelMatrices(m.weights)));
+  row('shape', `dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers`);
+  row('heads', `${c.nHeads} query, ${c.nKvHeads} kv, head size ${c.headDim}`);
+  row('vocabulary', `${c.vocabSize} tokens`);
+  row('context', `${c.seqLen} positions`);
+  row('loaded in', `${fmt(ms, 0)} ms`);
+  document.body.dataset.model = m.name;
+}

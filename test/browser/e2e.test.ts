@@ -160,4 +160,30 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
     },
     2 * STEP_TIMEOUT + 120_000,
   );
+
+  it(
+    'loads a quantized GGUF (Q4_0) from the server, shows its encodings and device memory, and decodes the fixture tokens',
+    async () => {
+      const name = 'stories260K-Q4_0';
+      const fixture = JSON.parse(await readFile(join(fixturesDir, 'quant', `${name}.json`), 'utf8')) as Fixture & { positions: number };
+      const expected = fixture.tokens.slice(fixture.prompt_tokens.length, fixture.prompt_tokens.length + TOKENS);
+      const option = await page.$eval('#served', (sel, n) => [...(sel as HTMLSelectElement).options].find((o) => o.textContent!.startsWith(`${n} (gguf) · gguf`))?.value, name);
+      expect(option, `${name} in the served list`).toBeDefined();
+      await page.selectOption('#served', option!);
+      await page.click('#load');
+      await page.waitForFunction((n) => document.body.dataset.model === n, name, { timeout: 60_000 });
+      expect(await page.textContent('#model-info')).toMatch(/q4_0 x 31, f16 x 5, q8_0 x 1/);
+      await page.fill('#prompt', 'Once upon a time');
+      const looped = await generate('looped');
+      expect(looped.promptTokens).toEqual(fixture.prompt_tokens);
+      expect(looped.tokens).toEqual(expected);
+      const devMiB = Number(await page.textContent('#devmem'));
+      log(`${name}: device memory ${devMiB} MiB`);
+      expect(devMiB).toBeGreaterThan(0.5);
+      expect(devMiB).toBeLessThan(8);
+      await page.screenshot({ path: join(repoRoot, 'test-artifacts', 'browser-e2e-q4_0.png'), fullPage: true });
+      expect(pageErrors).toEqual([]);
+    },
+    STEP_TIMEOUT + 120_000,
+  );
 });
