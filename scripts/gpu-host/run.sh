@@ -21,7 +21,7 @@ benches=" ${KLOOP_BENCHES:-stories260K stories110M llama-3.2-1b llama-3.2-1b-f16
 bench() { local name=$1; shift; [[ $benches == *" $name "* ]] || return 0; timeout "${BENCH_TIMEOUT:-150}" bash -c "cd /tmp/kloop && /tmp/node kloop.mjs bench $* --json" > "$out/bench-$name.json" 2> "$out/bench-$name.err"; echo "bench $name: exit $?"; tail -3 "$out/bench-$name.err"; }
 bench stories260K --model "$KLOOP_MODELS/stories260K/stories260K.bin" --modes per-op,per-layer,looped,looped:16,looped:64 --tokens 256 --repeat 5 --predict
 bench stories110M --shape stories110M --modes per-op,per-layer,looped,looped:16 --tokens 64 --repeat 3 --predict
-bench llama-3.2-1b --shape Llama-3.2-1B --modes per-op,per-layer,looped,looped:16 --tokens 32 --repeat 3
+bench llama-3.2-1b --shape Llama-3.2-1B --modes ${LLAMA_MODES:-per-op,per-layer,looped,looped:16} --tokens 32 --repeat 3
 # Packed weights: the same shape in each encoding (synthetic blocks), looped:16 against per-layer.
 for t in ${KLOOP_TYPES:-f16 q8_0 q4_0 q4_k}; do
   bench "llama-3.2-1b-$t" --shape Llama-3.2-1B --type "$t" --modes per-layer,looped:16 --tokens 32 --repeat 3

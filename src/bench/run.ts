@@ -30,6 +30,8 @@ export interface BenchOptions {
   /** A real-shaped synthetic model instead of a file (SYNTHETIC_SHAPES). */
   shape?: string;
   seed?: number;
+  /** Invocations per workgroup of the kernels (default: the engine's choice per adapter). */
+  workgroupSize?: number;
   /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q5_k, q6_k). */
   type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
@@ -173,7 +175,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const cfg = model.config;
   if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
   // One session: one device, the executors built once; a device given by the caller is not destroyed.
-  const session = new Session(model, o.device ? { device: o.device, log } : { adapter: o.adapter, log });
+  const tuning = o.workgroupSize ? { kernel: { wg: o.workgroupSize } } : undefined;
+  const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
   const gpu = await session.device();
   const microSteps = o.predict ? 6 : 1;
   const peerCount = o.peers ? 2 : 0;

@@ -31,6 +31,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --gguf PATH         the GGUF for the llama.cpp peer (default: the .gguf beside --model)
   --predict           run the device microbenchmarks and print the device model's prediction
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
+  --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: 256 on
+                      GPUs, 64 on CPU adapters; capped by the adapter's limit)
   --json              print one JSON object on stdout
   --chart FILE        write the chart as SVG (FILE.svg) or HTML (FILE.html)
 Progress goes to stderr.
@@ -44,7 +46,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', repeat: 'string',
-  gguf: 'string', adapter: 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -72,6 +74,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v.repeat !== undefined) f.repeat = atLeastFlag('--repeat', v.repeat, 1);
   if (v.gguf !== undefined) f.gguf = v.gguf;
   if (v.adapter !== undefined) f.adapter = v.adapter;
+  if (v['workgroup-size'] !== undefined) {
+    const wg = atLeastFlag('--workgroup-size', v['workgroup-size'], 1);
+    if ((wg & (wg - 1)) !== 0 || wg > 1024) throw new KloopError(`--workgroup-size ${wg}: must be a power of two, at most 1024`);
+    f.workgroupSize = wg;
+  }
   if (v.chart !== undefined) {
     if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);
     f.chart = v.chart;

@@ -64,7 +64,7 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   const c = layout.config;
   const k = layout.consts;
   const { wg, lanes } = layout.kernel;
-  const mv = { lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false };
+  const mv = { lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false, pad: layout.consts.XS_LEN > layout.tile };
   const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
   const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
   return {

@@ -118,7 +118,9 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   }
   const maxCols = Math.max(dim, qDim, hiddenDim);
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
-  const fit = Math.floor(Math.min(room, align(maxCols), 8192) / 64) * 64;
+  // GPUs pad the staged input by a word per 32 (bank-conflict-free unit reads, matvec.wgsl.ts).
+  const pad = kernel.style === 'gpu';
+  const fit = Math.floor(Math.min(pad ? Math.floor((room * 32) / 33) : room, align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
   if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
   // Packed rows are walked in units of up to 32 values: a tile that splits a row must keep units whole.
@@ -204,7 +206,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
 
   const dw = Math.min(headDim, wg);
   const consts: Record<string, number> = {
-    WG: wg, LANES: lanes, TILE: tile,
+    WG: wg, LANES: lanes, TILE: tile, XS_LEN: pad ? tile + tile / 32 : tile,
     DIM: dim, HIDDEN: hiddenDim, NH: nHeads, NKV: nKvHeads, HD: headDim, QD: qDim, KVD: kvDim,
     GROUP: nHeads / nKvHeads, VOCAB: vocabSize, SEQ: context, NLAYERS: nLayers,
     DW: dw, PG: Math.floor(wg / dw),

@@ -45,7 +45,15 @@ export interface MatvecParams {
   tile: number;
   /** f32 weights read as vec4 words (16-byte loads; every f32 row offset and length a multiple of 4). */
   vec4?: boolean;
+  /**
+   * Staged input padded with one word after every 32 (index c + c/32): lanes that walk different
+   * 32-value units of a packed row then read different shared-memory banks (GPUs).
+   */
+  pad?: boolean;
 }
+
+/** Index of staged column `c` (a WGSL expression) in xs. */
+const xsAt = (p: MatvecParams, c: string): string => (p.pad ? `(${c}) + ((${c}) >> 5u)` : c);
 
 /** Name of the unit-dot function of `type` rows of width `cols` in buffer `buf`. */
 export const unitDotName = (type: WeightType, cols: number, buf: string): string => `ud_${type}x${unitElems(type, cols)}_${buf}`;
@@ -59,19 +67,20 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let row = (${seg.base} + ${rel} * ${p.cols}u + ${c0}) >> 2u;
         let n4 = (${len}) / 4u;
         for (var c = lane; c < n4; c += ${p.lanes}u) {
-          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(xs[4u * c], xs[4u * c + 1u], xs[4u * c + 2u], xs[4u * c + 3u]));
+          let xb = ${p.pad ? '4u * c + (c >> 3u)' : '4u * c'};
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(xs[xb], xs[xb + 1u], xs[xb + 2u], xs[xb + 3u]));
         }`;
     }
     return `
         let row = ${seg.base} + ${rel} * ${p.cols}u + ${c0};
-        for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[c]; }`;
+        for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[${xsAt(p, 'c')}]; }`;
   }
   const ue = unitElems(type, p.cols);
   return `
         let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
         let u0 = (${c0}) / ${ue}u;
         let u1 = (${c0} + ${len}) / ${ue}u;
-        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, (u - u0) * ${ue}u); }`;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}); }`;
 }
 
 /** Row r's dot over one operand: picks the segment by row and the encoding by layer. */
@@ -101,7 +110,7 @@ export function matvecWgsl(p: MatvecParams): string {
   const dual = p.b !== undefined;
   const load = (c0: string, len: string) => `
     workgroupBarrier();
-    for (var c = lid; c < ${len}; c += WG) { xs[c] = ld(${p.input} + ${c0} + c); }
+    for (var c = lid; c < ${len}; c += WG) { xs[${xsAt(p, 'c')}] = ld(${p.input} + ${c0} + c); }
     workgroupBarrier();`;
   const dot = (c0: string, len: string) => `
       if (r < ${p.rows}u) {
