@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturesDir, modelsDir, repoRoot } from '../helpers/paths.ts';
 
@@ -68,8 +69,9 @@ describe('kloop generate (reference)', () => {
     const r = await kloop(['generate', '--mode', 'reference', '--json', '--max-tokens', '20']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(Object.keys(j).sort()).toEqual(['adapter', 'mode', 'model', 'promptTokens', 'stats', 'stoppedAt', 'text', 'tokens']);
+    expect(Object.keys(j).sort()).toEqual(['adapter', 'mode', 'model', 'promptTokens', 'stats', 'stoppedAt', 'text', 'tokens', 'weightTypes']);
     expect(j.model).toBe('stories260K');
+    expect(j.weightTypes).toBe('f32 x 36');
     expect(j.mode).toBe('reference');
     expect(j.adapter).toEqual({ vendor: 'cpu', architecture: 'reference', description: 'CPU reference (float64)' });
     expect(j.promptTokens).toEqual(fx.prompt_tokens);
@@ -77,8 +79,9 @@ describe('kloop generate (reference)', () => {
     expect(j.text).toMatch(/^Once upon a time, there was a little girl named Lily\./);
     expect(j.stoppedAt).toBe('max-tokens');
     expect(Object.keys(j.stats).sort()).toEqual(
-      ['dispatchesPerToken', 'fallbacks', 'msPerToken', 'submitsPerToken', 'tokensPerDispatch', 'tokensPerSecond', 'workgroups'].sort(),
+      ['deviceBytes', 'dispatchesPerToken', 'fallbacks', 'msPerToken', 'submitsPerToken', 'tokensPerDispatch', 'tokensPerSecond', 'workgroups'].sort(),
     );
+    expect(j.stats.deviceBytes).toBe(0); // the reference holds nothing on a device
     expect(j.stats.tokensPerSecond).toBeGreaterThan(0);
     expect(j.stats.msPerToken).toBeCloseTo(1000 / j.stats.tokensPerSecond, 6);
     expect(j.stats.dispatchesPerToken).toBe(0);
@@ -102,6 +105,23 @@ describe('kloop generate (reference)', () => {
     expect(text.stdout).toBe(`${fx.prompt}${j.text}\n`);
     expect(text.stderr).toMatch(new RegExp(`stories260K reference on CPU reference \\(float64\\): ${n} tokens .* tok/s, .* ms/token`));
   });
+});
+
+describe('kloop generate on a quantized GGUF (looped, packed weights on the device)', () => {
+  it('names the encodings and the device bytes, and continues as the fixture does', async () => {
+    const q = path.join(modelsDir, 'quant', 'stories260K-Q4_0.gguf');
+    const fx = JSON.parse(readFileSync(path.join(fixturesDir, 'quant', 'stories260K-Q4_0.json'), 'utf8')) as { prompt_tokens: number[]; tokens: number[] };
+    const r = await kloop(['generate', '--model', q, '--prompt', 'Once upon a time', '--json', '--max-tokens', '24', '--context', '256']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.weightTypes).toBe('q4_0 x 31, f16 x 5, q8_0 x 1');
+    expect(j.tokens).toEqual(fx.tokens.slice(fx.prompt_tokens.length, fx.prompt_tokens.length + 24));
+    // Weights once, packed (about 0.3 MB with the RoPE table), a 256-position KV cache (0.33 MB)
+    // and activations: under the 1.1 MB the weights alone would take in float32.
+    const kv = 5 * 2 * 256 * 32 * 4;
+    expect(j.stats.deviceBytes).toBeGreaterThan(kv + 250_000);
+    expect(j.stats.deviceBytes).toBeLessThan(1_100_000);
+  }, 300_000);
 });
 
 describe('kloop logits and encode', () => {
