@@ -32,7 +32,7 @@ export interface BenchOptions {
   seed?: number;
   /** Invocations per workgroup of the kernels (default: the engine's choice per adapter). */
   workgroupSize?: number;
-  /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q5_k, q6_k). */
+  /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k). */
   type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
   modes?: string;

@@ -7,6 +7,7 @@
  *   f32   1 value / word            f16, bf16  2 values / word (rows of an even width)
  *   q8_0  [d, pad | qs 8 words]      9 words / 32     q4_0  [d, pad | qs 4 words]     5 words / 32
  *   q4_1  [d, m | qs 4 words]        5 words / 32     q5_0  [d, pad | qh | qs 4 w]    6 words / 32
+ *   q5_1  [d, m | qh | qs 4 words]   6 words / 32
  *   q4_k  as in the file            36 words / 256    q5_k  as in the file           44 words / 256
  *   q6_k  [file bytes | pad 2]      53 words / 256
  * The matvec walks a row in UNITS (32 values of a quantized row, 8 or 2 of a 16-bit one), one
@@ -33,6 +34,7 @@ export const DEVICE_BLOCKS: Record<WeightType, DeviceBlock> = {
   q4_0: { elems: 32, words: 5, headPad: 2 },
   q4_1: { elems: 32, words: 5, headPad: 0 },
   q5_0: { elems: 32, words: 6, headPad: 2 },
+  q5_1: { elems: 32, words: 6, headPad: 0 },
   q4_k: { elems: 256, words: 36, headPad: 0 },
   q5_k: { elems: 256, words: 44, headPad: 0 },
   q6_k: { elems: 256, words: 53, headPad: 0 },
@@ -54,7 +56,7 @@ export function unitElems(type: WeightType, cols: number): number {
 
 /** Numeric codes of the types (for per-layer type tables in WGSL). */
 export const TYPE_CODE: Record<WeightType, number> = {
-  f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_1: 5, q5_0: 6, q4_k: 7, q5_k: 8, q6_k: 9,
+  f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_1: 5, q5_0: 6, q4_k: 7, q5_k: 8, q6_k: 9, q5_1: 10,
 };
 
 /** Helpers shared by every decoder (buffer independent). */
@@ -129,18 +131,26 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
   return dm.x * s + dm.y * t;
 }`;
     case 'q5_0':
+    case 'q5_1': {
+      const one = type === 'q5_1';
       return `${sig} {
   let b = rb + u * 6u;
   let qh = ${W('b + 1u')};
   var s = 0.0;
+  ${one ? 'var t = 0.0;' : ''}
   for (var k = 0u; k < 4u; k++) {
     let w = ${W('b + 2u + k')};
     let h0 = ((vec4<u32>(qh) >> vec4<u32>(4u * k, 4u * k + 1u, 4u * k + 2u, 4u * k + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
     let h1 = ((vec4<u32>(qh) >> vec4<u32>(16u + 4u * k, 17u + 4u * k, 18u + 4u * k, 19u + 4u * k)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    s += dot(vec4<f32>(nib4(w) | h0) - 16.0, x4(xo + 4u * k)) + dot(vec4<f32>(nib4(w >> 4u) | h1) - 16.0, x4(xo + 16u + 4u * k));
+    let xa = x4(xo + 4u * k);
+    let xb = x4(xo + 16u + 4u * k);
+    s += dot(vec4<f32>(nib4(w) | h0)${one ? '' : ' - 16.0'}, xa) + dot(vec4<f32>(nib4(w >> 4u) | h1)${one ? '' : ' - 16.0'}, xb);
+    ${one ? 't += dot(xa + xb, vec4<f32>(1.0));' : ''}
   }
-  return lo16(${W('b')}) * s;
+  ${one ? `let dm = unpack2x16float(${W('b')});
+  return dm.x * s + dm.y * t;` : `return lo16(${W('b')}) * s;`}
 }`;
+    }
     case 'q4_k':
     case 'q5_k': {
       const five = type === 'q5_k';
@@ -208,16 +218,20 @@ export function elemWgsl(type: WeightType, buf: string): string {
 }`;
     case 'q4_0':
     case 'q4_1':
-    case 'q5_0': {
-      const words = type === 'q5_0' ? 6 : 5;
-      const qs = type === 'q5_0' ? 2 : 1;
+    case 'q5_0':
+    case 'q5_1': {
+      const five = type === 'q5_0' || type === 'q5_1';
+      const words = five ? 6 : 5;
+      const qs = five ? 2 : 1;
       const q = `(${W(`b + ${qs}u + ((j & 15u) >> 2u)`)} >> (8u * (j & 3u) + 4u * (j >> 4u))) & 15u`;
       const body =
         type === 'q4_0'
           ? `return lo16(${W('b')}) * (f32(${q}) - 8.0);`
           : type === 'q4_1'
             ? `let dm = unpack2x16float(${W('b')}); return dm.x * f32(${q}) + dm.y;`
-            : `let h = ((${W('b + 1u')} >> j) & 1u) << 4u; return lo16(${W('b')}) * (f32((${q}) | h) - 16.0);`;
+            : type === 'q5_0'
+              ? `let h = ((${W('b + 1u')} >> j) & 1u) << 4u; return lo16(${W('b')}) * (f32((${q}) | h) - 16.0);`
+              : `let h = ((${W('b + 1u')} >> j) & 1u) << 4u; let dm = unpack2x16float(${W('b')}); return dm.x * f32((${q}) | h) + dm.y;`;
       return `${sig} {
   let b = rb + (i >> 5u) * ${words}u;
   let j = i & 31u;

@@ -3,7 +3,7 @@
  * against the bytes left before anything is allocated), Llama-family metadata, the
  * sentencepiece vocabulary (tokenizer.ggml.*, turned into a tokenizer.json) and the tensors.
  *
- * Tensor types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K. Weight matrices keep
+ * Tensor types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. Weight matrices keep
  * their file encoding (a PackedMatrix; F32 matrices stay float32); 1-D norms and biases are
  * widened to float32. A tensor's byte size is its block count times the block size; rows must
  * hold whole blocks, the blocks must lie inside the file and their scales must be finite.
@@ -45,12 +45,12 @@ export interface GgufHeader {
 
 /** ggml's names of the types kloop does not read (for messages). */
 const GGML_TYPE_NAMES: Record<number, string> = {
-  7: 'Q5_1', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS', 19: 'IQ1_S',
+  9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS', 19: 'IQ1_S',
   20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M',
   34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
 };
 /** The type names kloop reads, for messages. */
-export const READABLE_TYPES = 'F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K';
+export const READABLE_TYPES = 'F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K';
 
 /** ggml's name of type id `t` ("type 99" when unknown). */
 export function ggmlTypeName(t: number): string {

@@ -8,6 +8,7 @@
  *   Q4_0  (32, 18): d, qs[16] (low nibbles: values 0..15, high: 16..31)   x = d * (q - 8)
  *   Q4_1  (32, 20): d, m, qs[16]                                       x = d * q + m
  *   Q5_0  (32, 22): d, qh (u32: the 5th bits), qs[16]                  x = d * (q - 16)
+ *   Q5_1  (32, 24): d, m, qh, qs[16]                                   x = d * q + m
  *   Q4_K  (256, 144): d, dmin, scales[12] (8 six-bit scale/min pairs), qs[128]
  *                                                                      x = d * sc * q - dmin * m
  *   Q5_K  (256, 176): d, dmin, scales[12], qh[32], qs[128]
@@ -35,6 +36,7 @@ export const FORMATS: Record<WeightType, BlockFormat> = {
   q4_0: { type: 'q4_0', ggml: 2, name: 'Q4_0', blockElems: 32, blockBytes: 18 },
   q4_1: { type: 'q4_1', ggml: 3, name: 'Q4_1', blockElems: 32, blockBytes: 20 },
   q5_0: { type: 'q5_0', ggml: 6, name: 'Q5_0', blockElems: 32, blockBytes: 22 },
+  q5_1: { type: 'q5_1', ggml: 7, name: 'Q5_1', blockElems: 32, blockBytes: 24 },
   q8_0: { type: 'q8_0', ggml: 8, name: 'Q8_0', blockElems: 32, blockBytes: 34 },
   q4_k: { type: 'q4_k', ggml: 12, name: 'Q4_K', blockElems: 256, blockBytes: 144 },
   q5_k: { type: 'q5_k', ggml: 13, name: 'Q5_K', blockElems: 256, blockBytes: 176 },
@@ -63,12 +65,12 @@ export function rowBytes(type: WeightType, cols: number): number {
 
 /**
  * The type llama.cpp's quantizer writes for rows of `cols` values when `type` does not fit
- * them: K-quants (256-value blocks) fall back to Q5_0 (Q4_K), Q8_0 (Q5_K, Q6_K: kloop reads no
- * Q5_1, which llama.cpp picks for Q5_K), and a 32-value block that does not fit falls back to F16.
+ * them: K-quants (256-value blocks) fall back to Q5_0 (Q4_K), Q5_1 (Q5_K) and Q8_0 (Q6_K), and
+ * a 32-value block that does not fit falls back to F16.
  */
 export function blockFallback(type: WeightType, cols: number): WeightType {
   let t = type;
-  if (cols % FORMATS[t].blockElems !== 0) t = t === 'q4_k' ? 'q5_0' : t === 'q5_k' || t === 'q6_k' ? 'q8_0' : t;
+  if (cols % FORMATS[t].blockElems !== 0) t = t === 'q4_k' ? 'q5_0' : t === 'q5_k' ? 'q5_1' : t === 'q6_k' ? 'q8_0' : t;
   if (cols % FORMATS[t].blockElems !== 0) t = 'f16';
   return t;
 }
@@ -143,6 +145,19 @@ export function dequantizeBlock(type: WeightType, b: Uint8Array, o: number, out:
         const h1 = (qh >>> (j + 12)) & 0x10;
         out[at + j] = fr(d * (((q & 0xf) | h0) - 16));
         out[at + j + 16] = fr(d * (((q >> 4) | h1) - 16));
+      }
+      return;
+    }
+    case 'q5_1': {
+      const d = f16(b, o);
+      const m = f16(b, o + 2);
+      const qh = (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) >>> 0;
+      for (let j = 0; j < 16; j++) {
+        const q = b[o + 8 + j]!;
+        const h0 = ((qh >>> j) << 4) & 0x10;
+        const h1 = (qh >>> (j + 12)) & 0x10;
+        out[at + j] = fr(fr(d * ((q & 0xf) | h0)) + m);
+        out[at + j + 16] = fr(fr(d * ((q >> 4) | h1)) + m);
       }
       return;
     }
@@ -230,6 +245,7 @@ export const SCALE_FIELDS: Partial<Record<WeightType, readonly number[]>> = {
   q4_0: [0],
   q4_1: [0, 2],
   q5_0: [0],
+  q5_1: [0, 2],
   q4_k: [0, 2],
   q5_k: [0, 2],
   q6_k: [208],

@@ -77,7 +77,8 @@ export function randomMatrix(type: WeightType, rows: number, cols: number, next:
       case 'q4_0': put16(data, o, f16Near(bound / 8, next, sign)); break;
       case 'q5_0': put16(data, o, f16Near(bound / 16, next, sign)); break;
       case 'q4_1':
-        put16(data, o, f16Near((2 * bound) / 15, next));
+      case 'q5_1':
+        put16(data, o, f16Near((2 * bound) / (type === 'q4_1' ? 15 : 31), next));
         put16(data, o + 2, f16Near(bound, next, true));
         break;
       case 'q4_k':

@@ -40,7 +40,7 @@ export interface ModelConfig {
 }
 
 /** Weight encodings kloop keeps as they are (ggml's block layouts for the quantized ones). */
-export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q5_k' | 'q6_k';
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k';
 
 /**
  * A matrix [rows, cols] in a packed encoding: `data` holds rows * (cols / blockElems) blocks of

@@ -1,7 +1,7 @@
 /**
  * Packed weights in every kernel shape: matrices kept in their 16-bit or block-quantized
  * encoding on the device and decoded inside the matvec, the embedding lookup and the classifier,
- * against the CPU reference decoding the same bytes. One model carries all ten encodings, mixed
+ * against the CPU reference decoding the same bytes. One model carries all eleven encodings, mixed
  * inside the q|k|v matvec and differing between layers (the looped kernel switches per layer).
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ const shape = {
 // Every encoding at least once; each matrix differs between the two layers.
 const MIXED: Record<string, WeightType>[] = [
   { wq: 'q8_0', wk: 'q4_0', wv: 'q4_1', wo: 'q5_0', w1: 'q4_k', w3: 'q5_k', w2: 'q6_k' },
-  { wq: 'q4_k', wk: 'q6_k', wv: 'f16', wo: 'bf16', w1: 'q8_0', w3: 'f32', w2: 'q4_0' },
+  { wq: 'q4_k', wk: 'q6_k', wv: 'f16', wo: 'bf16', w1: 'q8_0', w3: 'f32', w2: 'q5_1' },
 ];
 const mixed = (): LoadedModel =>
   withPackedWeights(syntheticModel(shape, 21), (l, m) => (l < 0 ? (m === 'emb' ? 'q8_0' : 'q6_k') : MIXED[l][m]));
@@ -57,7 +57,7 @@ describe('packed weights against the CPU reference', () => {
     ['per-layer', {}],
     ['looped', {}],
     ['per-op', { kernel: { style: 'gpu', wg: 64, lanes: 8, vec4: true } }],
-  ] as const)('%s with %j on all ten encodings', async (mode, opts) => {
+  ] as const)('%s with %j on all eleven encodings', async (mode, opts) => {
     await compare(mixed(), mode, opts as Omit<GpuOptions, 'mode'>);
   }, 600_000);
   it('looped K=4 decodes the reference greedy tokens', async () => {

@@ -393,8 +393,8 @@ export function ggufMutators(b: Uint8Array): Mutator[] {
 const NON_FINITE_F16 = [0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff] as const;
 /** Byte offsets of the f16 scale fields (d, dmin / m) inside a block of each quantized type. */
 const SCALE_FIELDS: Record<number, number[]> = { 2: [0], 3: [0, 2], 6: [0], 8: [0], 12: [0, 2], 13: [0, 2], 14: [208] };
-/** ggml type ids kloop does not read (Q5_1, Q8_1, Q2_K, Q3_K, Q8_K, IQ*, I8.., TQ*, MXFP4, unassigned). */
-const UNREAD_TYPES = [7, 9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 34, 35, 39, 40, 99, 0xffffffff];
+/** ggml type ids kloop does not read (Q8_1, Q2_K, Q3_K, Q8_K, IQ*, I8.., TQ*, MXFP4, unassigned). */
+const UNREAD_TYPES = [9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 34, 35, 39, 40, 99, 0xffffffff];
 
 /**
  * Mutations aimed at the block-quantized tensors of a GGUF file (llama.cpp's own quantized

@@ -177,7 +177,7 @@ export interface GgufLayout {
 const SCALAR_BYTES: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
 /** ggml type id -> [values per block, bytes per block] of the types kloop reads (ggml-common.h). */
 export const GGML_BLOCKS: Record<number, readonly [number, number]> = {
-  0: [1, 4], 1: [1, 2], 30: [1, 2], 2: [32, 18], 3: [32, 20], 6: [32, 22], 8: [32, 34], 12: [256, 144], 13: [256, 176], 14: [256, 210],
+  0: [1, 4], 1: [1, 2], 30: [1, 2], 2: [32, 18], 3: [32, 20], 6: [32, 22], 7: [32, 24], 8: [32, 34], 12: [256, 144], 13: [256, 176], 14: [256, 210],
 };
 /** Bytes of `count` values of ggml type `type` (NaN for types kloop does not read). */
 export const ggmlBytes = (type: number, count: number): number => {

@@ -88,12 +88,12 @@ describe('GGUF errors', () => {
     const p = variant((b) => {
       const o = after('token_embd.weight');
       expect(b.readUInt32LE(o)).toBe(2); // n_dims
-      b.writeUInt32LE(7, o + 4 + 16); // type: Q5_1
+      b.writeUInt32LE(10, o + 4 + 16); // type: Q2_K
       return b;
     });
     await expectKloopError(
       loadModel(p),
-      /tensor token_embd\.weight has unsupported type Q5_1 \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K\)/,
+      /tensor token_embd\.weight has unsupported type Q2_K \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K\)/,
     );
   });
 

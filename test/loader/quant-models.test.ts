@@ -156,7 +156,7 @@ describe('corrupt quantized files are clear errors', () => {
     const t = tensor('blk.3.attn_v.weight');
     await expectKloopError(
       loadModel(variant((b) => setU32(b, t.typePos, 11))),
-      /tensor blk\.3\.attn_v\.weight has unsupported type Q3_K \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K\)/,
+      /tensor blk\.3\.attn_v\.weight has unsupported type Q3_K \(kloop reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K\)/,
     );
     await expectKloopError(loadModel(variant((b) => setU32(b, t.typePos, 1234))), /tensor blk\.3\.attn_v\.weight has unsupported type type 1234/);
   });

@@ -27,7 +27,7 @@ describe('block layouts', () => {
     const got = Object.values(FORMATS).map((f) => [f.name, f.ggml, f.blockElems, f.blockBytes]);
     expect(got).toEqual([
       ['F32', 0, 1, 4], ['F16', 1, 1, 2], ['BF16', 30, 1, 2], ['Q4_0', 2, 32, 18], ['Q4_1', 3, 32, 20], ['Q5_0', 6, 32, 22],
-      ['Q8_0', 8, 32, 34], ['Q4_K', 12, 256, 144], ['Q5_K', 13, 256, 176], ['Q6_K', 14, 256, 210],
+      ['Q5_1', 7, 32, 24], ['Q8_0', 8, 32, 34], ['Q4_K', 12, 256, 144], ['Q5_K', 13, 256, 176], ['Q6_K', 14, 256, 210],
     ]);
   });
 });
@@ -69,6 +69,12 @@ describe('decoding one block of each type', () => {
     expect([y[0], y[16], y[15], y[31], y[1], y[17]]).toEqual([0, 0, -1, 15, -15, -14]);
     // No high bits: plain q - 16.
     expect(decode('q5_0', block('q5_0', { ...f16le(0x4000), 6: 0xff }))[0]).toBe(-2);
+  });
+
+  it('q5_1: d * q + m with the fifth bits from qh', () => {
+    // d = 1, m = -2; qh = bits 0, 16 and 31; qs[0] = 0x00, qs[15] = 0xff, qs[1] = 0x21.
+    const y = decode('q5_1', block('q5_1', { ...f16le(0x3c00), 2: 0x00, 3: 0xc0, 4: 0x01, 5: 0x00, 6: 0x01, 7: 0x80, 8: 0x00, 23: 0xff, 9: 0x21 }));
+    expect([y[0], y[16], y[15], y[31], y[1], y[17]]).toEqual([14, 14, 13, 29, -1, 0]);
   });
 
   // Q4_K / Q5_K scales: sub-block j has six-bit scale sc[j] and min m[j], packed as
