@@ -26,6 +26,11 @@ bench llama-3.2-1b --shape Llama-3.2-1B --modes ${LLAMA_MODES:-per-op,per-layer,
 for t in ${KLOOP_TYPES:-f16 q8_0 q4_0 q4_k}; do
   bench "llama-3.2-1b-$t" --shape Llama-3.2-1B --type "$t" --modes per-layer,looped:16 --tokens 32 --repeat 3
 done
+# The same encodings with 1024-invocation workgroups (32 warps per SM instead of 8).
+for t in ${KLOOP_WG_TYPES:-f32 f16 q8_0 q4_0}; do
+  bench "llama-3.2-1b-$t-wg1024" --shape Llama-3.2-1B --type "$t" --modes per-layer,looped:16 --tokens 32 --repeat 3 --workgroup-size 1024
+done
+bench llama-3.2-1b-q4_0-predict --shape Llama-3.2-1B --type q4_0 --modes looped:16 --tokens 32 --repeat 3 --predict
 bench stories260K-q4_0-gguf --model "$KLOOP_MODELS/quant/stories260K-Q4_0.gguf" --modes per-op,per-layer,looped,looped:16 --tokens 256 --repeat 5
 for f in "$out"/bench-*.json; do
   /tmp/node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(r.model.name, "|", r.model.weightTypes, "|", r.device.description, "|", r.copyBandwidthGBps.toFixed(0), "GB/s copy |", r.results.map(x=>x.mode+" "+x.tokensPerSecond.toFixed(0)+" tok/s ["+x.spread.min.toFixed(0)+"-"+x.spread.max.toFixed(0)+"] "+(x.bytesPerToken/1e6).toFixed(1)+" MB/tok "+x.percentOfCopyBandwidth.toFixed(0)+"%").join(", "))' "$f" 2>/dev/null || echo "$f: no report"

@@ -2,9 +2,8 @@
  * `kloop demo` (`npm run demo`): serves the browser demo (src/browser/serve.ts) until SIGINT /
  * SIGTERM.
  */
-import { parseArgs } from 'node:util';
 import { DEFAULT_PORT, listModels, startDemoServer } from '../browser/serve.ts';
-import { KloopError } from '../errors.ts';
+import { intFlag, parseFlags, pathFlag } from './args.ts';
 
 export const DEMO_USAGE = `usage: kloop demo [--port N] [--models DIR]
   --port N      port on 127.0.0.1 (default ${DEFAULT_PORT}; 0 picks a free one)
@@ -12,27 +11,11 @@ export const DEMO_USAGE = `usage: kloop demo [--port N] [--models DIR]
 Serves the browser demo: pick a model, stream tokens in any mode, compare the modes on your GPU.
 `;
 
-/** Parses the flags of `kloop demo`. */
+/** Parses the flags of `kloop demo` (the CLI's parseFlags, as every command). */
 export function parseDemoFlags(argv: string[]): { port: number; modelsDir?: string; help: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { port: { type: 'string' }, models: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new KloopError(`${String((e as Error).message).split('\n')[0]} (see kloop demo --help)`);
-  }
-  let port = DEFAULT_PORT;
-  if (values.port !== undefined) {
-    const v = values.port.trim();
-    port = Number(v);
-    if (!/^\d+$/.test(v) || port > 65535) throw new KloopError(`--port: expected an integer in [0, 65535], got "${values.port}"`);
-  }
-  if (values.models !== undefined && values.models.trim() === '') throw new KloopError('--models: empty path');
-  return { port, modelsDir: values.models, help: values.help ?? false };
+  const v = parseFlags('demo', argv, { port: 'string', models: 'string' } as const);
+  const port = v.port === undefined ? DEFAULT_PORT : intFlag('port', v.port, 0, 65535);
+  return { port, modelsDir: pathFlag('models', v.models), help: !!v.help };
 }
 
 /**

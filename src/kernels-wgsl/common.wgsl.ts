@@ -133,11 +133,11 @@ export const COMMON_WGSL = commonWgsl('gpu');
  */
 function weightDecls(vec4: boolean): string {
   const bufs: [string, number, string][] = [
-    ['w_emb', 2, 'tok_emb | rms_final | rope | wcls?'],
-    ['w_attn', 3, '(layer) rms_att | wq | wk | wv | bqkv? | wo'],
-    ['w_ffn1', 4, '(layer) rms_ffn | w1 (gate)'],
-    ['w_ffn3', 5, '(layer) w3 (up)'],
-    ['w_ffn2', 6, '(layer) w2 (down)'],
+    ['w_emb', BINDING.emb, 'tok_emb | rms_final | rope | wcls?'],
+    ['w_attn', BINDING.attn, '(layer) rms_att | wq | wk | wv | bqkv? | wo'],
+    ['w_ffn1', BINDING.ffn1, '(layer) rms_ffn | w1 (gate)'],
+    ['w_ffn3', BINDING.ffn3, '(layer) w3 (up)'],
+    ['w_ffn2', BINDING.ffn2, '(layer) w2 (down)'],
   ];
   return bufs
     .map(([name, binding, what]) =>
