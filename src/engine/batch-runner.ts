@@ -167,7 +167,7 @@ export class BatchRunner {
 
   /**
    * Feeds `tokens` at positions pos, pos+1, ... (CHUNK per pass) and returns the logits rows
-   * asked for: one per token ('all'), the last token's ('last'), or none.
+   * asked for: one per token ('all'), the last token's ('last'), or none. No tokens: only builds the kernels.
    */
   async run(tokens: number[], pos: number, want: LogitsWanted): Promise<Float32Array[]> {
     const L = this.batch.layout;
@@ -175,6 +175,8 @@ export class BatchRunner {
     tokens.forEach((t) => checkToken(t, V, 'input'));
     checkPositions(pos, tokens.length, L.context);
     const out: Float32Array[] = [];
+    // No tokens: build the kernels only (so a caller can time the forward without compilation).
+    if (tokens.length === 0) await (this.host.mode === 'per-op' ? this.buildPerOp() : this.buildFused());
     for (let i = 0; i < tokens.length; i += this.chunk) {
       const part = tokens.slice(i, i + this.chunk);
       const lastChunk = i + this.chunk >= tokens.length;

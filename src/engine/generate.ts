@@ -34,7 +34,10 @@ export interface GenerationResult {
   text: string;
   /** Seconds spent decoding the generated tokens (after the prompt was prefilled). */
   decodeSeconds: number;
+  /** Seconds from the start of the prefill (kernels built) to the first generated token. */
   prefillSeconds: number;
+  /** Dispatches issued for the prompt and the first generated token. */
+  prefillDispatches: number;
   stoppedAt: StopReason;
 }
 
@@ -64,6 +67,7 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   const tokens: number[] = [];
   let text = '';
   let prefillSeconds = 0;
+  let prefillDispatches = 0;
   let decodeSeconds = 0;
   let stoppedAt: GenerationResult['stoppedAt'] = 'max-tokens';
   const tokenizer = model.tokenizer;
@@ -86,10 +90,22 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
 
   async function* steps(): AsyncGenerator<GeneratedToken> {
     const budget = Math.min(o.maxTokens, context - promptTokens.length);
+    const P = promptTokens.length;
+    // An empty batched forward builds the executor and its kernels before the clock starts.
+    await executor.forwardMany?.([], 0, 'none');
+    const d0 = executor.stats.dispatches;
     let t0 = performance.now();
-    // Prefill: every prompt token, and the first generated token with it.
-    let produced = await executor.decode(promptTokens, 0, promptTokens.length, o.sampling);
+    // Prefill: the prompt but its last token through the batched forward (T tokens per weight
+    // read, the KV cache filled), then the last token decoded, which samples the first new one.
+    let produced: number[];
+    if (executor.forwardMany && P > 1) {
+      await executor.forwardMany(promptTokens.slice(0, -1), 0, 'none');
+      produced = await executor.decode([promptTokens[P - 1]!], P - 1, 1, o.sampling);
+    } else {
+      produced = await executor.decode(promptTokens, 0, P, o.sampling);
+    }
     prefillSeconds = (performance.now() - t0) / 1000;
+    prefillDispatches = executor.stats.dispatches - d0;
     let prev = promptTokens[promptTokens.length - 1];
     t0 = performance.now();
     for (;;) {
@@ -122,7 +138,7 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   return Object.assign(it, {
     promptTokens,
     result(): GenerationResult {
-      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, stoppedAt };
+      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, prefillDispatches, stoppedAt };
     },
   });
 }

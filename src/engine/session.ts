@@ -83,6 +83,12 @@ export interface DecodeStats {
   /** Workgroups of the fused kernels (0 for per-op and the reference). */
   workgroups: number;
   tokensPerDispatch: number;
+  /** Prompt tokens per second of the prefill (batched forward, then the first new token). */
+  prefillTokensPerSecond: number;
+  /** Milliseconds from the start of the prefill (kernels built) to the first generated token. */
+  timeToFirstTokenMs: number;
+  /** Dispatches of the prefill (the prompt's chunks and the first token's step). */
+  prefillDispatches: number;
 }
 
 export interface SessionResult extends GenerationResult {
@@ -109,6 +115,14 @@ export interface TimedDecode {
   submitsPerToken: number;
   fallbacks: number;
   workgroups: number;
+}
+
+export interface TimedPrefill {
+  mode: Mode;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  dispatches: number;
 }
 
 const ZERO_STATS: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
@@ -250,6 +264,11 @@ export class Session {
       },
       forward: async (token, pos) => (await ensure()).forward(token, pos),
       decode: async (inputs, pos, steps, s) => (await ensure()).decode(inputs, pos, steps, s),
+      forwardMany: async (tokens, pos, want) => {
+        const e = await ensure();
+        if (e.forwardMany) return e.forwardMany(tokens, pos, want);
+        throw new Error('forwardMany: not available');
+      },
       destroy: () => undefined,
     };
     const g = generateWith(
@@ -288,6 +307,9 @@ export class Session {
           fallbacks: end.fallbacks - start.fallbacks,
           workgroups: end.workgroups,
           tokensPerDispatch: k,
+          prefillTokensPerSecond: r.prefillSeconds > 0 ? r.promptTokens.length / r.prefillSeconds : 0,
+          timeToFirstTokenMs: r.prefillSeconds * 1000,
+          prefillDispatches: r.prefillDispatches,
         },
       };
     };
@@ -324,6 +346,29 @@ export class Session {
       fallbacks: s.fallbacks - before.fallbacks,
       workgroups: s.workgroups,
     };
+  }
+
+  /**
+   * One timed prefill for benchmarks: a `tokens`-token prompt (BOS, then ids 2, 3, ...) through
+   * the batched forward from position 0, the last token's logits read back. The executor and
+   * its batched kernels are built before the clock starts.
+   */
+  async timePrefill(o: ExecutorChoice & { tokens: number }): Promise<TimedPrefill> {
+    const { mode, tokensPerDispatch } = resolveChoice(o);
+    if (!Number.isInteger(o.tokens) || o.tokens < 1 || o.tokens > this.context) {
+      throw new OptionError('tokens', `must be an integer in [1, ${this.context}] (got ${o.tokens})`);
+    }
+    const ex = await this.executor({ mode, tokensPerDispatch });
+    if (!ex.forwardMany) throw new OptionError('mode', `${mode} has no batched forward`);
+    const c = this.model.config;
+    const bos = c.bosId >= 0 && c.bosId < c.vocabSize ? c.bosId : 0;
+    const prompt = Array.from({ length: o.tokens }, (_, i) => (i === 0 ? bos : 2 + ((i * 7) % (c.vocabSize - 2))));
+    await ex.forwardMany([], 0, 'none');
+    const before = { ...ex.stats };
+    const t0 = performance.now();
+    await ex.forwardMany(prompt, 0, 'last');
+    const seconds = (performance.now() - t0) / 1000;
+    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: ex.stats.dispatches - before.dispatches };
   }
 
   /** Frees every executor, then the device unless it was given. Safe to call twice. */
