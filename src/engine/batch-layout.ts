@@ -10,7 +10,7 @@
  *   B_LOGITS         (T, VOCAB)      logits of every token of the chunk
  *   xs               (T, BT)         workgroup tile: BT input columns of each of the T tokens
  *
- * The chunk size is chosen per adapter: the largest T <= the wanted size whose tile fits the
+ * The chunk size is chosen per adapter: the largest power of two T <= the wanted size whose tile fits the
  * adapter's workgroup memory (beside the attention scores) with BT >= 32 columns.
  */
 import { KloopError } from '../errors.ts';
@@ -41,7 +41,8 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const room = Math.floor((workgroupStorage - fixed) / 4);
   const maxCols = Math.max(c.dim, k.QD, c.hiddenDim);
   // Per-token normalisation factors live in `red` (WG entries): T <= WG.
-  let chunk = Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context, base.kernel.wg);
+  // A power of two, so that it divides the workgroup (the CPU matmul maps invocations to (row, token)).
+  let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context, base.kernel.wg)));
   let tileCols = 0;
   for (; chunk >= 1; chunk = Math.floor(chunk / 2)) {
     const per = Math.floor(room / chunk);

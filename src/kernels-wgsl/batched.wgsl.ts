@@ -92,8 +92,8 @@ fn s_rope_append(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
 /**
  * Stage `attention` batched (one KV head per work item): causal attention of each token of the
  * chunk over the KV cache up to its own position (earlier chunks and the tokens before it in
- * this one). One invocation per (token, query head) walks the positions once with an online
- * softmax, so the stage has no barrier and T x GROUP invocations are busy.
+ * this one). One invocation per (KV head, token, query head) walks the positions once with
+ * an online softmax, so the stage has no barrier and every lane is busy.
  */
 export const ATTENTION_BATCHED_WGSL = /* wgsl */ `
 fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
@@ -101,8 +101,12 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let kbase = (layer * 2u) * SEQ * KVD;
   let vbase = (layer * 2u + 1u) * SEQ * KVD;
   let scale = 1.0 / sqrt(f32(HD));
-  for (var h = t; h < NKV; h += n) {
-    for (var e = lid; e < nt * GROUP; e += WG) {
+  // This work item's KV heads (t, t + n, ...) flattened with (token, query head): all lanes busy.
+  let mine = (NKV - t + n - 1u) / n;
+  for (var f = lid; f < mine * nt * GROUP; f += WG) {
+    let h = t + (f / (nt * GROUP)) * n;
+    let e = f % (nt * GROUP);
+    {
       let tt = e / GROUP;
       let qh = h * GROUP + e % GROUP;
       let len = step.pos + tt + 1u;
