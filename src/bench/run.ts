@@ -36,6 +36,8 @@ export interface BenchOptions {
   modes?: string;
   /** Tokens decoded per measurement (a multiple of every looped K). */
   tokens?: number;
+  /** Also time a prefill of a prompt this long through the batched forward, per GPU mode. */
+  promptTokens?: number;
   repeat?: number;
   peers?: boolean;
   gguf?: string;
@@ -73,6 +75,18 @@ export interface ModeResult {
   gridBarriersPerToken: number;
   /** Steps re-run with per-op dispatches after a barrier timeout (all repeats). */
   fallbacks: number;
+}
+
+/** Prefill of a `promptTokens`-token prompt through the batched forward, beside the mode's decode. */
+export interface PrefillResult {
+  mode: string;
+  promptTokens: number;
+  tokensPerSecond: number;
+  spread: Spread;
+  /** Dispatches of one prefill. */
+  dispatches: number;
+  /** Prefill tokens/s over the same mode's decode tokens/s (medians). */
+  overDecode: number;
 }
 
 export interface PeerResult {
@@ -121,6 +135,7 @@ export interface BenchReport {
   copyBandwidthSpread: Spread;
   results: ModeResult[];
   peers: PeerResult[];
+  prefill?: PrefillResult[];
   /** e.g. "looped/per-layer": tokens/s of looped over per-layer (medians). */
   speedups: Record<string, number>;
   predicted?: PredictionResult[];
@@ -132,7 +147,7 @@ export interface BenchReport {
 
 interface Entry {
   label: string;
-  kind: 'mode' | 'peer';
+  kind: 'mode' | 'peer' | 'prefill';
   tokens: number;
   run(): Promise<void>;
   times: number[];
@@ -212,6 +227,18 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     for (const { m, ex } of executors) {
       entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await decode(m.mode, m.k, tokens)) });
     }
+    const prefillDispatches = new Map<string, number>();
+    const P = o.promptTokens;
+    if (P !== undefined) {
+      if (!Number.isInteger(P) || P < 1 || P > session.context) throw new KloopError(`--prompt-tokens ${P}: must be an integer in [1, ${session.context}]`);
+      for (const { m } of executors) {
+        if (m.k !== 1 && executors.some((e) => e.m.mode === m.mode && e.m.k === 1)) continue; // the same batched kernels
+        const run = async () => void prefillDispatches.set(m.label, (await session.timePrefill({ mode: m.mode, tokensPerDispatch: m.k, tokens: P })).dispatches);
+        await run();
+        entries.push({ label: `${m.label} prefill`, kind: 'prefill', tokens: P, times: [], run });
+      }
+      tick('prefill warm-up');
+    }
     if (o.peers) {
       // kloop's CPU reference: cheap on small models; fewer tokens on big ones.
       const refTokens = parameterCount(cfg) > 20e6 ? Math.min(tokens, 8) : tokens;
@@ -279,6 +306,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         return { name: e.label, tokensPerSecond: median(tps), spread: spreadOf(tps), tokens: e.tokens };
       });
 
+    const prefill: PrefillResult[] = entries
+      .filter((e) => e.kind === 'prefill')
+      .map((e) => {
+        const mode = e.label.replace(/ prefill$/, '');
+        const tps = e.times.map((s) => e.tokens / s);
+        return { mode, promptTokens: e.tokens, tokensPerSecond: median(tps), spread: spreadOf(tps), dispatches: prefillDispatches.get(mode) ?? 0, overDecode: median(tps) / (results.find((r) => r.mode === mode)?.tokensPerSecond ?? NaN) };
+      });
+
     const speedups: Record<string, number> = {};
     const by = (l: string) => results.find((r) => r.mode === l)?.tokensPerSecond;
     for (const r of results) {
@@ -308,6 +343,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       copyBandwidthSpread: { min: copy.min / GB, max: copy.max / GB, runs: copy.runs },
       results,
       peers: peerResults,
+      ...(prefill.length > 0 && { prefill }),
       speedups,
       loadAverage: { start: loadStart, end: loadavg()[0]! },
       notes,

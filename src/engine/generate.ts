@@ -7,6 +7,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import type { Executor } from './executor.ts';
 import { type SamplingOptions, validateSampling } from './sampler.ts';
+import { MAX_SPECULATE, type SpeculationStats, speculateRound } from './speculate.ts';
 
 export interface GenerateOptions {
   /** Text prompt (encoded with BOS), or `promptTokens` instead. */
@@ -18,6 +19,8 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Tokens decoded per executor call (the looped mode's K; 1 otherwise). */
   chunk?: number;
+  /** Draft tokens per round of speculative decoding (prompt lookup, speculate.ts); 0 = off. */
+  speculate?: number;
 }
 
 export interface GeneratedToken {
@@ -38,6 +41,8 @@ export interface GenerationResult {
   prefillSeconds: number;
   /** Dispatches issued for the prompt and the first generated token. */
   prefillDispatches: number;
+  /** Speculative decoding's counters (when on). */
+  speculation?: SpeculationStats;
   stoppedAt: StopReason;
 }
 
@@ -62,6 +67,11 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   if (promptTokens.length >= context) {
     throw new KloopError(`prompt: ${promptTokens.length} tokens do not fit the context of ${context} (one position is needed to generate)`);
   }
+  const spec = o.speculate ?? 0;
+  if (!Number.isInteger(spec) || spec < 0 || spec > MAX_SPECULATE) {
+    throw new OptionError('speculate', `must be an integer in [0, ${MAX_SPECULATE}] (got ${o.speculate})`);
+  }
+  const speculation: SpeculationStats | undefined = spec > 0 ? { draftTokens: 0, acceptedTokens: 0, rounds: 0 } : undefined;
   const stops = stopIds(model);
   const chunk = Math.max(1, o.chunk ?? 1);
   const tokens: number[] = [];
@@ -128,7 +138,9 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
       }
       const pos = promptTokens.length + tokens.length - 1;
       const n = Math.min(chunk, budget - tokens.length);
-      produced = await executor.decode([prev], pos, n, o.sampling);
+      produced = speculation
+        ? await speculateRound(executor, [...promptTokens, ...tokens], budget - tokens.length, o.sampling, spec, speculation, context, chunk)
+        : await executor.decode([prev], pos, n, o.sampling);
     }
     if (tokenizer.flush) text += tokenizer.flush();
     decodeSeconds = (performance.now() - t0) / 1000;
@@ -138,7 +150,7 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   return Object.assign(it, {
     promptTokens,
     result(): GenerationResult {
-      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, prefillDispatches, stoppedAt };
+      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, prefillDispatches, speculation, stoppedAt };
     },
   });
 }

@@ -70,6 +70,8 @@ export interface GenerateRequest extends ExecutorChoice {
   sampling?: Partial<SamplingOptions>;
   /** Keep going past EOS/BOS. */
   ignoreEos?: boolean;
+  /** Speculative decoding: draft tokens (prompt lookup) verified per batched pass; 0 = off. */
+  speculate?: number;
 }
 
 /** Rates of the decode phase: from the first generated token (out of the prefill) to the last. */
@@ -89,6 +91,10 @@ export interface DecodeStats {
   timeToFirstTokenMs: number;
   /** Dispatches of the prefill (the prompt's chunks and the first token's step). */
   prefillDispatches: number;
+  /** With speculation: draft tokens verified, accepted, and accepted / drafted. */
+  draftTokens?: number;
+  acceptedTokens?: number;
+  acceptanceRate?: number;
 }
 
 export interface SessionResult extends GenerationResult {
@@ -274,7 +280,7 @@ export class Session {
     const g = generateWith(
       this.model,
       lazy,
-      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k },
+      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k, speculate: req.speculate },
       this.context,
     );
     let atFirst: ExecutorStats | undefined;
@@ -310,6 +316,11 @@ export class Session {
           prefillTokensPerSecond: r.prefillSeconds > 0 ? r.promptTokens.length / r.prefillSeconds : 0,
           timeToFirstTokenMs: r.prefillSeconds * 1000,
           prefillDispatches: r.prefillDispatches,
+          ...(r.speculation && {
+            draftTokens: r.speculation.draftTokens,
+            acceptedTokens: r.speculation.acceptedTokens,
+            acceptanceRate: r.speculation.draftTokens > 0 ? r.speculation.acceptedTokens / r.speculation.draftTokens : 0,
+          }),
         },
       };
     };

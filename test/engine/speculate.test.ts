@@ -1,0 +1,88 @@
+/**
+ * Speculative decoding: prompt-lookup drafts verified in one batched pass. Greedy output is
+ * exactly the non-speculative greedy output (the reference's) for 200 steps (127 on
+ * aidreams260K, its whole context) in every GPU mode; the sampled acceptance rule keeps the
+ * target distribution (chi-square); bad values are clear errors.
+ */
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Executor, createExecutor } from '../../src/engine/executor.ts';
+import { createGenerator } from '../../src/engine/generate.ts';
+import { GREEDY, uniformAt } from '../../src/engine/sampler.ts';
+import { acceptOrResample, lookupDraft } from '../../src/engine/speculate.ts';
+import { loadModel } from '../../src/loader/index.ts';
+import { testDevice } from '../helpers/gpu.ts';
+import { modelsDir } from '../helpers/paths.ts';
+
+const all: Executor[] = [];
+afterAll(() => all.forEach((e) => e.destroy()));
+
+describe('prompt lookup', () => {
+  it('drafts what followed the most recent earlier occurrence of the last n-gram', () => {
+    expect(lookupDraft([5, 6, 7, 8, 1, 5, 6], 3)).toEqual([7, 8, 1]);
+    expect(lookupDraft([1, 2, 3, 9, 2, 3, 4, 2, 3], 2)).toEqual([4, 2]); // the latest "2 3"
+    expect(lookupDraft([1, 2, 3], 4)).toEqual([]);
+    expect(lookupDraft([4, 4], 4)).toEqual([4]);
+  });
+});
+
+describe('speculative sampling', () => {
+  it('emits tokens distributed as the target (chi-square, 8 tokens, every draft)', () => {
+    const w = Float64Array.from([0.3, 2, 0.05, 1, 0.7, 0, 1.5, 0.45]);
+    const sum = w.reduce((a, b) => a + b, 0);
+    const trials = 20000;
+    for (const d of [1, 2, 5]) {
+      const counts = new Array(w.length).fill(0);
+      for (let i = 0; i < trials; i++) counts[acceptOrResample(w, d, uniformAt(17 + d, i), uniformAt(99 + d, i)).token]++;
+      let chi2 = 0;
+      w.forEach((x, i) => {
+        const e = (trials * x) / sum;
+        if (e > 0) chi2 += (counts[i] - e) ** 2 / e;
+        else expect(counts[i]).toBe(0);
+      });
+      // 6 degrees of freedom (7 tokens with mass): the 0.1% critical value is 22.46.
+      expect(chi2, `draft ${d}: chi-square ${chi2.toFixed(2)}`).toBeLessThan(22.46);
+    }
+  });
+});
+
+const MODELS = [
+  { name: 'stories260K', file: path.join(modelsDir, 'stories260K', 'stories260K.bin'), steps: 200 },
+  { name: 'aidreams260K', file: path.join(modelsDir, 'aidreams260K', 'aidreams260K.bin'), steps: 127 },
+];
+
+describe.each(MODELS)('--speculate 4 on $name', ({ file, steps }) => {
+  it.each(['per-op', 'per-layer', 'looped'] as const)('%s: greedy tokens equal the non-speculative ones', async (mode) => {
+    const model = await loadModel(file);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const expected = await ref.decode([1], 0, steps, GREEDY);
+    const k = mode === 'looped' ? 16 : 1;
+    const ex = await createExecutor(model, mode, testDevice, { tokensPerDispatch: k });
+    all.push(ex);
+    const g = createGenerator(model, ex, { promptTokens: [1], maxTokens: steps, sampling: GREEDY, ignoreEos: true, chunk: k, speculate: 4 });
+    const got: number[] = [];
+    for await (const t of g) got.push(t.id);
+    expect(got).toEqual(expected);
+    const s = g.result().speculation!;
+    console.log(`${model.name} ${mode}: ${s.acceptedTokens}/${s.draftTokens} draft tokens accepted in ${s.rounds} verification passes`);
+    expect(s.draftTokens).toBeGreaterThan(0);
+  }, 900_000);
+});
+
+describe('speculation: bad input', () => {
+  it('--speculate out of range is a clear error', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    expect(() => createGenerator(model, ref, { maxTokens: 4, sampling: GREEDY, speculate: 16 })).toThrow(/speculate: must be an integer in \[0, 15\]/);
+    expect(() => createGenerator(model, ref, { maxTokens: 4, sampling: GREEDY, speculate: -1 })).toThrow(/speculate/);
+  });
+  it('sampled speculation runs on the reference and stays in the vocabulary', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const g = createGenerator(model, ref, { maxTokens: 48, sampling: { temperature: 0.8, topK: 0, topP: 0.9, seed: 7 }, ignoreEos: true, speculate: 4 });
+    const got: number[] = [];
+    for await (const t of g) got.push(t.id);
+    expect(got.length).toBe(48);
+    expect(got.every((t) => t >= 0 && t < model.config.vocabSize)).toBe(true);
+  });
+});
