@@ -227,13 +227,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     for (const { m, ex } of executors) {
       entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await decode(m.mode, m.k, tokens)) });
     }
-    const prefillDispatches = new Map<string, number>();
+    // Dispatches and submits of one prefill, per mode label (its executor is the decode one).
+    const prefillDispatches = new Map<string, { dispatches: number; submits: number }>();
     const P = o.promptTokens;
     if (P !== undefined) {
       if (!Number.isInteger(P) || P < 1 || P > session.context) throw new KloopError(`--prompt-tokens ${P}: must be an integer in [1, ${session.context}]`);
       for (const { m } of executors) {
         if (m.k !== 1 && executors.some((e) => e.m.mode === m.mode && e.m.k === 1)) continue; // the same batched kernels
-        const run = async () => void prefillDispatches.set(m.label, (await session.timePrefill({ mode: m.mode, tokensPerDispatch: m.k, tokens: P })).dispatches);
+        const run = async () => void prefillDispatches.set(m.label, await session.timePrefill({ mode: m.mode, tokensPerDispatch: m.k, tokens: P }));
         await run();
         entries.push({ label: `${m.label} prefill`, kind: 'prefill', tokens: P, times: [], run });
       }
@@ -283,12 +284,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const b = before.get(m.label)!;
       const steps = tokens * repeat;
       const g = ex as GpuExecutor;
+      // The prefill entries ran on this executor too: their dispatches are not decode's.
+      const pre = prefillDispatches.get(m.label) ?? { dispatches: 0, submits: 0 };
       return {
         mode: m.label,
         tokensPerSecond: med,
         msPerToken: 1000 / med,
-        dispatchesPerToken: (ex.stats.dispatches - b.dispatches) / steps,
-        submitsPerToken: (ex.stats.submits - b.submits) / steps,
+        dispatchesPerToken: (ex.stats.dispatches - b.dispatches - repeat * pre.dispatches) / steps,
+        submitsPerToken: (ex.stats.submits - b.submits - repeat * pre.submits) / steps,
         bytesPerToken: bytes.total,
         achievedGBps: (bytes.total * med) / GB,
         percentOfCopyBandwidth: (100 * bytes.total * med) / copyBps,
@@ -311,7 +314,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       .map((e) => {
         const mode = e.label.replace(/ prefill$/, '');
         const tps = e.times.map((s) => e.tokens / s);
-        return { mode, promptTokens: e.tokens, tokensPerSecond: median(tps), spread: spreadOf(tps), dispatches: prefillDispatches.get(mode) ?? 0, overDecode: median(tps) / (results.find((r) => r.mode === mode)?.tokensPerSecond ?? NaN) };
+        return { mode, promptTokens: e.tokens, tokensPerSecond: median(tps), spread: spreadOf(tps), dispatches: prefillDispatches.get(mode)?.dispatches ?? 0, overDecode: median(tps) / (results.find((r) => r.mode === mode)?.tokensPerSecond ?? NaN) };
       });
 
     const speedups: Record<string, number> = {};

@@ -129,6 +129,7 @@ export interface TimedPrefill {
   seconds: number;
   tokensPerSecond: number;
   dispatches: number;
+  submits: number;
 }
 
 const ZERO_STATS: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
@@ -379,7 +380,8 @@ export class Session {
     const t0 = performance.now();
     await ex.forwardMany(prompt, 0, 'last');
     const seconds = (performance.now() - t0) / 1000;
-    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: ex.stats.dispatches - before.dispatches };
+    const { dispatches, submits } = ex.stats;
+    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: dispatches - before.dispatches, submits: submits - before.submits };
   }
 
   /** Frees every executor, then the device unless it was given. Safe to call twice. */
