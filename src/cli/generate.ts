@@ -31,7 +31,9 @@ export const GENERATE_USAGE = `usage: kloop generate [options]
   --adapter NAME            WebGPU adapter whose name contains NAME (see kloop devices)
   --context N               KV-cache positions (default: the model's, at most 2048)
   --speculate N             speculative decoding: N draft tokens (prompt lookup) verified in one
-                            batched pass, 1..${MAX_SPECULATE} (default 0 = off); greedy output unchanged
+                            batched pass, 1..${MAX_SPECULATE} (default 0 = off; 4 with --draft-model);
+                            greedy output unchanged
+  --draft-model PATH        draft with this smaller model (same vocabulary) instead of prompt lookup
   --json                    print one JSON object instead of the text and the stats line
 `;
 
@@ -50,6 +52,7 @@ const FLAGS = {
   adapter: 'string',
   context: 'string',
   speculate: 'string',
+  'draft-model': 'string',
   json: 'boolean',
 } as const;
 
@@ -74,12 +77,13 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   const k = mode === 'looped' ? intFlag('tokens-per-dispatch', f['tokens-per-dispatch'] ?? String(DEFAULT_TOKENS_PER_DISPATCH), 1, MAX_TOKENS_PER_DISPATCH) : 1;
 
   if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
-  const speculate = f.speculate === undefined ? 0 : intFlag('speculate', f.speculate, 0, MAX_SPECULATE);
+  const speculate = f.speculate === undefined ? undefined : intFlag('speculate', f.speculate, 0, MAX_SPECULATE);
   const model = await openModel(f);
+  const draftModel = f['draft-model'] === undefined ? undefined : await openModel({ model: f['draft-model'] });
   const session = sessionFromFlags(model, f, io);
   try {
     // The prompt and the options are checked here; the device opens at the first token.
-    const gen = session.generate({ mode, tokensPerDispatch: k, prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false, speculate });
+    const gen = session.generate({ mode, tokensPerDispatch: k, prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false, speculate, draftModel });
     const tok = model.tokenizer;
     if (!f.json) {
       // The prompt's text first, decoded piece by piece like the generated tokens.

@@ -7,7 +7,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import type { Executor } from './executor.ts';
 import { type SamplingOptions, validateSampling } from './sampler.ts';
-import { MAX_SPECULATE, type SpeculationStats, speculateRound } from './speculate.ts';
+import { type Drafter, MAX_SPECULATE, type SpeculationStats, speculateRound } from './speculate.ts';
 
 export interface GenerateOptions {
   /** Text prompt (encoded with BOS), or `promptTokens` instead. */
@@ -19,8 +19,10 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Tokens decoded per executor call (the looped mode's K; 1 otherwise). */
   chunk?: number;
-  /** Draft tokens per round of speculative decoding (prompt lookup, speculate.ts); 0 = off. */
+  /** Draft tokens per round of speculative decoding (speculate.ts); 0 = off. */
   speculate?: number;
+  /** Where drafts come from (default: prompt lookup). */
+  drafter?: Drafter;
 }
 
 export interface GeneratedToken {
@@ -139,7 +141,7 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
       const pos = promptTokens.length + tokens.length - 1;
       const n = Math.min(chunk, budget - tokens.length);
       produced = speculation
-        ? await speculateRound(executor, [...promptTokens, ...tokens], budget - tokens.length, o.sampling, spec, speculation, context, chunk)
+        ? await speculateRound(executor, [...promptTokens, ...tokens], budget - tokens.length, o.sampling, spec, speculation, context, chunk, o.drafter)
         : await executor.decode([prev], pos, n, o.sampling);
     }
     if (tokenizer.flush) text += tokenizer.flush();

@@ -16,6 +16,7 @@
 import { OptionError } from '../errors.ts';
 import type { LoadedModel, ModelConfig } from '../loader/types.ts';
 import { type AcquiredDevice, type AdapterDescription, acquireDevice } from './device.ts';
+import { checkSameVocabulary, lazyModelDrafter } from './draft-model.ts';
 import { createExecutor } from './executor.ts';
 import { type GenerationResult, type GeneratedToken, createGenerator as generateWith } from './generate.ts';
 import type { GpuOptions } from './gpu-executor.ts';
@@ -70,8 +71,10 @@ export interface GenerateRequest extends ExecutorChoice {
   sampling?: Partial<SamplingOptions>;
   /** Keep going past EOS/BOS. */
   ignoreEos?: boolean;
-  /** Speculative decoding: draft tokens (prompt lookup) verified per batched pass; 0 = off. */
+  /** Speculative decoding: draft tokens verified per batched pass; 0 = off. */
   speculate?: number;
+  /** Drafts from this smaller model (same vocabulary, same device) instead of prompt lookup. */
+  draftModel?: LoadedModel;
 }
 
 /** Rates of the decode phase: from the first generated token (out of the prefill) to the last. */
@@ -182,6 +185,7 @@ export class Session {
   private opened?: Promise<AcquiredDevice>;
   private acquired?: AcquiredDevice;
   private readonly executors = new Map<string, Promise<{ executor: Executor; buildSeconds: number }>>();
+  private readonly drafts = new Map<LoadedModel, Session>();
   private disposed = false;
 
   constructor(model: LoadedModel, opts: SessionOptions = {}) {
@@ -253,6 +257,7 @@ export class Session {
   generate(req: GenerateRequest = {}): TokenStream {
     const { mode, tokensPerDispatch: k } = resolveChoice(req);
     const sampling: SamplingOptions = { ...GREEDY, ...req.sampling };
+    const drafter = req.draftModel && this.drafter(req.draftModel, { mode, tokensPerDispatch: k });
     let real: Executor | undefined;
     // Counters of a reused executor start where its last run left them.
     let atStart: ExecutorStats | undefined;
@@ -281,7 +286,7 @@ export class Session {
     const g = generateWith(
       this.model,
       lazy,
-      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k, speculate: req.speculate },
+      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k, speculate: req.speculate ?? (drafter ? 4 : 0), drafter },
       this.context,
     );
     let atFirst: ExecutorStats | undefined;
@@ -380,14 +385,22 @@ export class Session {
     const t0 = performance.now();
     await ex.forwardMany(prompt, 0, 'last');
     const seconds = (performance.now() - t0) / 1000;
-    const { dispatches, submits } = ex.stats;
-    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: dispatches - before.dispatches, submits: submits - before.submits };
+    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: ex.stats.dispatches - before.dispatches, submits: ex.stats.submits - before.submits };
+  }
+
+  /** Drafts of `draft` (checked to share the vocabulary) on a session of its own on this device. */
+  private drafter(draft: LoadedModel, choice: ExecutorChoice) {
+    checkSameVocabulary(this.model, draft);
+    let s = this.drafts.get(draft);
+    if (!s) this.drafts.set(draft, (s = new Session(draft, { device: () => this.device(), context: Math.min(this.context, draft.config.seqLen), log: this.opts.log })));
+    return lazyModelDrafter(() => s.executor(choice), s.context);
   }
 
   /** Frees every executor, then the device unless it was given. Safe to call twice. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    for (const d of this.drafts.values()) await d.dispose();
     for (const p of this.executors.values()) {
       const e = await p.catch(() => undefined);
       e?.executor.destroy();

@@ -1,7 +1,8 @@
 /**
- * Speculative decoding on the batched forward. Each round drafts up to N tokens by prompt lookup
+ * Speculative decoding on the batched forward. Each round drafts up to N tokens, by prompt lookup
  * (the most recent earlier occurrence of the context's last n-gram, and the tokens that followed
- * it), then verifies them in ONE batched pass: the last token and the draft are fed at their
+ * it) or by a smaller draft model of the same vocabulary decoding greedily, then verifies them
+ * in ONE batched pass: the last token and the draft are fed at their
  * positions (one looped dispatch when they fit a chunk), which returns the model's logits after
  * each. The accepted prefix, plus one token from the model, is emitted; the KV cache holds the
  * accepted positions, and the rejected ones are overwritten by the next round.
@@ -15,7 +16,7 @@
  */
 import { KloopError } from '../errors.ts';
 import type { Executor } from './interface.ts';
-import { type SamplingOptions, argmax, drawFrom, nucleusWeights, pcgHash, uniformAt } from './sampler.ts';
+import { GREEDY, type SamplingOptions, argmax, drawFrom, nucleusWeights, pcgHash, uniformAt } from './sampler.ts';
 
 /** Most draft tokens per round (--speculate). */
 export const MAX_SPECULATE = 15;
@@ -60,6 +61,34 @@ export function acceptOrResample(w: Float64Array, d: number, u1: number, u2: num
   return { token: drawFrom(residual, u2), accepted: false };
 }
 
+/** Proposes up to `count` tokens to follow `ctx` (fewer or none when it has no guess). */
+export type Drafter = (ctx: readonly number[], count: number) => Promise<number[]>;
+
+export const promptLookup: Drafter = async (ctx, count) => lookupDraft(ctx, count);
+
+/**
+ * A draft model's greedy continuation. Its executor keeps its own KV cache: each round feeds the
+ * context tokens it has not seen (the prompt through its batched forward the first time), then
+ * decodes `count` tokens; the drafted positions are overwritten by the next round's feed.
+ */
+export function modelDrafter(draft: Executor, context: number): Drafter {
+  let seen = 0;
+  return async (ctx, count) => {
+    const from = Math.min(seen, ctx.length - 1);
+    const fit = Math.min(count, context - ctx.length);
+    if (fit < 1) return [];
+    let inputs = ctx.slice(from);
+    if (inputs.length > 1 && draft.forwardMany) {
+      await draft.forwardMany(inputs.slice(0, -1), from, 'none');
+      inputs = inputs.slice(-1);
+    }
+    const pos = ctx.length - inputs.length;
+    const out = await draft.decode(inputs, pos, inputs.length - 1 + fit, GREEDY);
+    seen = ctx.length;
+    return out;
+  };
+}
+
 export interface SpeculationStats {
   /** Draft tokens proposed (verified). */
   draftTokens: number;
@@ -77,13 +106,13 @@ export interface SpeculationStats {
  */
 export async function speculateRound(
   executor: Executor, ctx: readonly number[], left: number, sampling: SamplingOptions, n: number, stats: SpeculationStats,
-  contextLimit: number, fallback: number,
+  contextLimit: number, fallback: number, drafter: Drafter = promptLookup,
 ): Promise<number[]> {
   if (!executor.forwardMany) throw new KloopError(`speculation: the ${executor.mode} executor has no batched forward`);
   const pos = ctx.length - 1;
   // Room: the draft and the token after it stay within the budget and the context.
   const room = Math.min(n, left - 1, contextLimit - ctx.length);
-  const draft = room > 0 ? lookupDraft(ctx, room) : [];
+  const draft = room > 0 ? (await drafter(ctx, room)).slice(0, room) : [];
   if (draft.length === 0) return executor.decode([ctx[pos]!], pos, Math.max(1, Math.min(fallback, left)), sampling);
   const rows = await executor.forwardMany([ctx[pos]!, ...draft], pos, 'all');
   stats.rounds += 1;

@@ -10,6 +10,7 @@ import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { createGenerator } from '../../src/engine/generate.ts';
 import { GREEDY, uniformAt } from '../../src/engine/sampler.ts';
 import { acceptOrResample, lookupDraft } from '../../src/engine/speculate.ts';
+import { openSession } from '../../src/engine/session.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { testDevice } from '../helpers/gpu.ts';
 import { modelsDir } from '../helpers/paths.ts';
@@ -67,6 +68,35 @@ describe.each(MODELS)('--speculate 4 on $name', ({ file, steps }) => {
     console.log(`${model.name} ${mode}: ${s.acceptedTokens}/${s.draftTokens} draft tokens accepted in ${s.rounds} verification passes`);
     expect(s.draftTokens).toBeGreaterThan(0);
   }, 900_000);
+});
+
+describe('--draft-model', () => {
+  it('a Q4_0 draft of stories260K (looped K=16): greedy tokens equal the non-speculative ones', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const draft = await loadModel(path.join(modelsDir, 'quant', 'stories260K-Q4_0.gguf'));
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const expected = await ref.decode([1], 0, 100, GREEDY);
+    const s = openSession(model, { device: testDevice, log: () => {} });
+    try {
+      const g = s.generate({ mode: 'looped', tokensPerDispatch: 16, maxTokens: 100, ignoreEos: true, draftModel: draft, speculate: 4 });
+      const got: number[] = [];
+      for await (const t of g) got.push(t.id);
+      expect(got).toEqual(expected);
+      const st = g.result().stats;
+      console.log(`stories260K with a Q4_0 draft: ${st.acceptedTokens}/${st.draftTokens} draft tokens accepted`);
+      expect(st.acceptedTokens!).toBeGreaterThan(st.draftTokens! / 2);
+    } finally {
+      await s.dispose();
+    }
+  }, 900_000);
+
+  it('a draft model with another vocabulary is a clear error', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const other = await loadModel(MODELS[1]!.file);
+    const s = openSession(model, { device: testDevice });
+    expect(() => s.generate({ mode: 'reference', draftModel: other })).toThrow(/draft model aidreams260K: .*another vocabulary/);
+    await s.dispose();
+  });
 });
 
 describe('speculation: bad input', () => {
