@@ -214,11 +214,13 @@ export class GpuExecutor implements Executor {
     return ex;
   }
 
+  private compile = (code: string, label: string): Promise<GPUShaderModule> => compileWgsl(this.device, code, label);
+  private pipeline = (module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> => computePipeline(this.device, this.pipelineLayout, module, entryPoint);
   /** Compiles a program: one pipeline per entry point. */
   private async pipelines(p: Program): Promise<Map<string, GPUComputePipeline>> {
-    const module = await compileWgsl(this.device, p.code, p.label);
+    const module = await this.compile(p.code, p.label);
     const pipes = new Map<string, GPUComputePipeline>();
-    for (const c of p.calls) if (!pipes.has(c.entryPoint)) pipes.set(c.entryPoint, await computePipeline(this.device, this.pipelineLayout, module, c.entryPoint));
+    for (const c of p.calls) if (!pipes.has(c.entryPoint)) pipes.set(c.entryPoint, await this.pipeline(module, c.entryPoint));
     return pipes;
   }
 
