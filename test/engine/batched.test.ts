@@ -79,6 +79,23 @@ describe.each(MODELS)('batched forward on $name', ({ name, file, fixture }) => {
   }, 900_000);
 });
 
+describe('batched forward in the GPU kernel form', () => {
+  // What a GPU runs (32 invocations per matmul row with their reductions, several workgroups
+  // handing activations over through atomics, grid barriers), checked here on any adapter.
+  it('looped, 32 lanes per row, two workgroups: 40 positions equal the reference', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const seq = [1, ...(await ref.decode([1], 0, 39, GREEDY))];
+    const want = await ref.forwardMany!(seq, 0, 'all');
+    const ex = await createExecutor(model, 'looped', testDevice, { groups: 2, kernel: { style: 'gpu', wg: 64, lanes: 32 } });
+    all.push(ex);
+    const got = await ex.forwardMany!(seq, 0, 'all');
+    const worst = Math.max(...got.map((g, p) => relError(g, want[p]!)));
+    expect(worst).toBeLessThanOrEqual(1e-4);
+    expect(ex.stats.fallbacks).toBe(0);
+  }, 900_000);
+});
+
 describe('batched forward: bad input', () => {
   it('a sequence past the context is a clear error', async () => {
     const model = await loadModel(MODELS[0]!.file);
