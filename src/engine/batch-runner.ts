@@ -101,7 +101,7 @@ export class BatchRunner {
     let width = groups;
     if (groups > 1) {
       const probe = p.calls[p.probe]!;
-      const r = await this.submit([{ pipeline: pipes.get(probe.entryPoint)!, entry: probe.entry, groups }], 0, [], groups, probe.entry, false, 1 << 14);
+      const r = await this.submit([{ pipeline: pipes.get(probe.entryPoint)!, entry: probe.entry, groups }], 0, [], groups, probe.entry, 0, 1 << 14);
       width = Math.max(1, Math.min(groups, r.count));
     }
     this.fused = make(width);
@@ -109,7 +109,7 @@ export class BatchRunner {
   }
 
   private async submit(
-    dispatches: Dispatch[], pos: number, tokens: number[], maxGroups: number, slot: number, wantLogits: boolean, pollSpins?: number,
+    dispatches: Dispatch[], pos: number, tokens: number[], maxGroups: number, slot: number, logitsRows: number, pollSpins?: number,
   ): Promise<{ aborted: boolean; count: number; logits?: Float32Array }> {
     const h = this.host;
     const lost = h.lost();
@@ -117,8 +117,10 @@ export class BatchRunner {
     const { device } = h;
     const k = this.batch.layout.consts;
     const nt = tokens.length;
+    const wantLogits = logitsRows > 0 && nt > 0;
+    // `forced`: how many of the chunk's last tokens get logits (the classifier skips the others).
     const step = packStep({
-      pos, n_tokens: nt, forced: nt, seed: 0, temperature: 0, top_k: 0, top_p: 1,
+      pos, n_tokens: nt, forced: Math.min(logitsRows, nt), seed: 0, temperature: 0, top_k: 0, top_p: 1,
       spin_bound: h.spinBound, poll_spins: pollSpins ?? h.pollSpins, max_groups: maxGroups,
     });
     device.queue.writeBuffer(h.buffers.step, 0, step, 0, STEP_BYTES);
@@ -136,7 +138,7 @@ export class BatchRunner {
     pass.end();
     enc.copyBufferToBuffer(h.buffers.ctl, 0, this.staging, 0, this.ctlBytes);
     const V = this.batch.layout.config.vocabSize;
-    if (wantLogits && nt > 0) enc.copyBufferToBuffer(h.buffers.act, k.B_LOGITS * 4, this.staging, this.logitsAt, nt * V * 4);
+    if (wantLogits) enc.copyBufferToBuffer(h.buffers.act, k.B_LOGITS * 4, this.staging, this.logitsAt, nt * V * 4);
     device.queue.submit([enc.finish()]);
     h.stats.dispatches += dispatches.length;
     h.stats.submits += 1;
@@ -146,22 +148,22 @@ export class BatchRunner {
       throw new KloopError(`WebGPU device lost: ${h.lost() ?? (e as Error).message}`);
     }
     const ctl = new Uint32Array(this.staging.getMappedRange(0, this.ctlBytes).slice(0));
-    const logits = wantLogits && nt > 0 ? new Float32Array(this.staging.getMappedRange(this.logitsAt, nt * V * 4).slice(0)) : undefined;
+    const logits = wantLogits ? new Float32Array(this.staging.getMappedRange(this.logitsAt, nt * V * 4).slice(0)) : undefined;
     this.staging.unmap();
     return { aborted: ctl[k.C_ABORT] !== 0, count: ctl[k.C_SLOTS + slot * k.SLOT_WORDS + 1], logits };
   }
 
-  /** One chunk (<= CHUNK tokens) at `pos`, falling back to per-op dispatches on abort. */
-  private async chunkPass(tokens: number[], pos: number, wantLogits: boolean): Promise<Float32Array | undefined> {
+  /** One chunk (<= CHUNK tokens) at `pos` with the logits of its last `logitsRows` tokens, falling back to per-op dispatches on abort. */
+  private async chunkPass(tokens: number[], pos: number, logitsRows: number): Promise<Float32Array | undefined> {
     if (this.host.mode !== 'per-op') {
       const fused = await this.buildFused();
       const slot = this.host.mode === 'looped' ? 0 : 1;
-      const r = await this.submit(fused, pos, tokens, Math.max(...fused.map((d) => d.groups)), slot, wantLogits);
+      const r = await this.submit(fused, pos, tokens, Math.max(...fused.map((d) => d.groups)), slot, logitsRows);
       if (!r.aborted) return r.logits;
       this.host.stats.fallbacks += 1;
       this.host.log?.(`kloop: grid barrier timed out in the batched forward at position ${pos}; re-running with per-op dispatches`);
     }
-    const r = await this.submit(await this.buildPerOp(), pos, tokens, 1, 0, wantLogits);
+    const r = await this.submit(await this.buildPerOp(), pos, tokens, 1, 0, logitsRows);
     return r.logits;
   }
 
@@ -180,8 +182,8 @@ export class BatchRunner {
     for (let i = 0; i < tokens.length; i += this.chunk) {
       const part = tokens.slice(i, i + this.chunk);
       const lastChunk = i + this.chunk >= tokens.length;
-      const wantLogits = want === 'all' || (want === 'last' && lastChunk);
-      const logits = await this.chunkPass(part, pos + i, wantLogits);
+      const logitsRows = want === 'all' ? part.length : want === 'last' && lastChunk ? 1 : 0;
+      const logits = await this.chunkPass(part, pos + i, logitsRows);
       this.host.stats.steps += part.length;
       if (!logits) continue;
       const rows = part.map((_, j) => logits.subarray(j * V, (j + 1) * V));

@@ -138,7 +138,7 @@ export function batchedStageFunctions(layout: Layout): Record<StageId, string> {
     }),
     final_norm: rmsnormBatchedWgsl({ name: 'final_norm', input: 'B_X', output: 'B_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
     classifier: matmulWgsl({
-      ...mm, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'B_XN + tt * DIM', a: op('cls'),
+      ...mm, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'B_XN + tt * DIM', a: op('cls'), forcedOnly: true,
       epilogue: 'st(B_LOGITS + tt * VOCAB + r, v0);',
     }),
     sample: '',

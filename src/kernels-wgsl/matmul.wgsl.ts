@@ -26,6 +26,8 @@ export interface MatmulParams {
   wg: number;
   /** Columns of each token staged per pass (BT). */
   tileCols: number;
+  /** Only the chunk's last step.forced tokens (the classifier: the logits rows asked for). */
+  forcedOnly?: boolean;
 }
 
 function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, acc: string): string {
@@ -35,7 +37,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
         let row = ${seg.base} + ${rel} * ${p.cols}u + c0;
         for (var c = lane; c < len; c += ${p.lanes}u) {
           let w = bitcast<f32>(${buf}_w(row + c));
-          for (var tt = 0u; tt < nt; tt++) { ${acc}[tt] += w * xs[tt * BT + c]; }
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += w * xs[tt * BT + c]; }
         }`;
   }
   const ue = unitElems(type, p.cols);
@@ -44,7 +46,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
         let u0 = c0 / ${ue}u;
         let u1 = (c0 + len) / ${ue}u;
         for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
-          for (var tt = 0u; tt < nt; tt++) { ${acc}[tt] += ${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u); }
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u); }
         }`;
 }
 
@@ -90,7 +92,7 @@ export function matmulWgsl(p: MatmulParams): string {
     p.lanes === 1
       ? ''
       : `
-    for (var tt = 0u; tt < nt; tt++) {
+    for (var tt = t0; tt < nt; tt++) {
       workgroupBarrier();
       red[lid] = ${v}[tt];
       workgroupBarrier();
@@ -105,6 +107,7 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let lane = lid % ${p.lanes}u;
   let rl = lid / ${p.lanes}u;
   let nt = min(step.n_tokens, CHUNK);
+  let t0 = ${p.forcedOnly ? 'nt - min(step.forced, nt)' : '0u'};
   ${single ? load('0u', `${p.cols}u`) : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
@@ -126,7 +129,7 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
     ${reduce('a0')}
     ${dual ? reduce('a1') : ''}
     if (lane == 0u && r < ${p.rows}u) {
-      for (var tt = 0u; tt < nt; tt++) {
+      for (var tt = t0; tt < nt; tt++) {
         let v0 = a0[tt];
         ${dual ? 'let v1 = a1[tt];' : ''}
         ${p.epilogue}
