@@ -9,7 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { createGenerator } from '../../src/engine/generate.ts';
 import { GREEDY, uniformAt } from '../../src/engine/sampler.ts';
-import { acceptOrResample, lookupDraft } from '../../src/engine/speculate.ts';
+import { acceptOrResample, lookupDraft, speculateRound } from '../../src/engine/speculate.ts';
+import { nucleusWeights } from '../../src/engine/sampler.ts';
 import { openSession } from '../../src/engine/session.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { testDevice } from '../helpers/gpu.ts';
@@ -47,6 +48,12 @@ describe('speculative sampling', () => {
   });
 });
 
+/** The chi-square value a statistic with `df` degrees of freedom exceeds with probability 0.001 (Wilson-Hilferty). */
+function chi2Critical(df: number): number {
+  const z = 3.0902;
+  return df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
+}
+
 const MODELS = [
   { name: 'stories260K', file: path.join(modelsDir, 'stories260K', 'stories260K.bin'), steps: 200 },
   { name: 'aidreams260K', file: path.join(modelsDir, 'aidreams260K', 'aidreams260K.bin'), steps: 127 },
@@ -68,6 +75,51 @@ describe.each(MODELS)('--speculate 4 on $name', ({ file, steps }) => {
     console.log(`${model.name} ${mode}: ${s.acceptedTokens}/${s.draftTokens} draft tokens accepted in ${s.rounds} verification passes`);
     expect(s.draftTokens).toBeGreaterThan(0);
   }, 900_000);
+});
+
+describe('sampled speculation on the model', () => {
+  it('the first token of a round is distributed as the sampler says (chi-square over 3000 seeds)', async () => {
+    const model = await loadModel(MODELS[0]!.file);
+    const ex = await createExecutor(model, 'reference', testDevice);
+    // A context whose last token occurred before, so that prompt lookup drafts.
+    const ctx = [1, ...(await ex.decode([1], 0, 24, GREEDY))];
+    ctx.push(ctx[5]!, ctx[6]!);
+    await ex.forwardMany!(ctx.slice(0, -1), 0, 'none');
+    const sampling = { temperature: 1, topK: 0, topP: 1, seed: 0 };
+    const [logits] = await ex.forwardMany!([ctx[ctx.length - 1]!], ctx.length - 1, 'last');
+    const w = nucleusWeights(logits!, sampling);
+    const sum = w.reduce((a, b) => a + b, 0);
+    const trials = 3000;
+    const counts = new Map<number, number>();
+    const stats = { draftTokens: 0, acceptedTokens: 0, rounds: 0 };
+    for (let seed = 1; seed <= trials; seed++) {
+      const out = await speculateRound(ex, ctx, 8, { ...sampling, seed }, 4, stats, model.config.seqLen, 1);
+      counts.set(out[0]!, (counts.get(out[0]!) ?? 0) + 1);
+    }
+    expect(stats.draftTokens).toBe(trials * 4); // every round verified a 4-token draft
+    // Bins: every token expected at least 5 times, the rest lumped together.
+    let chi2 = 0;
+    let bins = 0;
+    let restExpected = 0;
+    let restSeen = 0;
+    w.forEach((x, id) => {
+      const e = (trials * x) / sum;
+      if (e >= 5) {
+        chi2 += ((counts.get(id) ?? 0) - e) ** 2 / e;
+        bins++;
+      } else {
+        restExpected += e;
+        restSeen += counts.get(id) ?? 0;
+      }
+    });
+    if (restExpected > 0) {
+      chi2 += (restSeen - restExpected) ** 2 / restExpected;
+      bins++;
+    }
+    console.log(`sampled speculation: chi-square ${chi2.toFixed(2)} over ${bins} bins (0.1% critical ${chi2Critical(bins - 1).toFixed(2)}), ${stats.acceptedTokens}/${stats.draftTokens} accepted`);
+    expect(bins).toBeGreaterThan(2);
+    expect(chi2).toBeLessThan(chi2Critical(bins - 1));
+  }, 300_000);
 });
 
 describe('--draft-model', () => {
