@@ -51,6 +51,9 @@ export function formatReport(r: BenchReport, markdown = false): string {
   if (r.peers.length > 0) {
     out.push(table(['peer (same run)', 'tokens/s', '[min-max]', 'tokens'], r.peers.map((p) => [p.name, f(p.tokensPerSecond), `${f(p.spread.min)}-${f(p.spread.max)}`, String(p.tokens)]), markdown));
   }
+  if (r.prefill && r.prefill.length > 0) {
+    out.push(table(['prefill (batched forward)', 'prompt tokens', 'tokens/s', '[min-max]', 'dispatches', 'x decode'], r.prefill.map((p) => [p.mode, String(p.promptTokens), f(p.tokensPerSecond), `${f(p.spread.min)}-${f(p.spread.max)}`, String(p.dispatches), `${p.overDecode.toFixed(2)}x`]), markdown));
+  }
   const sp = Object.entries(r.speedups);
   if (sp.length > 0) out.push(`speedups: ${sp.map(([k, v]) => `${k} ${v.toFixed(2)}x`).join(', ')}`);
   const fused = r.results.find((m) => m.workgroups > 0);
@@ -82,6 +85,7 @@ export function jsonReport(r: BenchReport): Record<string, unknown> {
     copyBandwidthGBps: r.copyBandwidthGBps,
     results: r.results,
     peers: r.peers,
+    ...(r.prefill && { prefill: r.prefill }),
     speedups: r.speedups,
   };
   if (r.predicted) o.predicted = r.predicted;

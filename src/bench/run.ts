@@ -38,6 +38,8 @@ export interface BenchOptions {
   modes?: string;
   /** Tokens decoded per measurement (a multiple of every looped K). */
   tokens?: number;
+  /** Also time a prefill of a prompt this long through the batched forward, per GPU mode. */
+  promptTokens?: number;
   repeat?: number;
   peers?: boolean;
   gguf?: string;
@@ -75,6 +77,18 @@ export interface ModeResult {
   gridBarriersPerToken: number;
   /** Steps re-run with per-op dispatches after a barrier timeout (all repeats). */
   fallbacks: number;
+}
+
+/** Prefill of a `promptTokens`-token prompt through the batched forward, beside the mode's decode. */
+export interface PrefillResult {
+  mode: string;
+  promptTokens: number;
+  tokensPerSecond: number;
+  spread: Spread;
+  /** Dispatches of one prefill. */
+  dispatches: number;
+  /** Prefill tokens/s over the same mode's decode tokens/s (medians). */
+  overDecode: number;
 }
 
 export interface PeerResult {
@@ -123,6 +137,7 @@ export interface BenchReport {
   copyBandwidthSpread: Spread;
   results: ModeResult[];
   peers: PeerResult[];
+  prefill?: PrefillResult[];
   /** e.g. "looped/per-layer": tokens/s of looped over per-layer (medians). */
   speedups: Record<string, number>;
   predicted?: PredictionResult[];
@@ -134,7 +149,7 @@ export interface BenchReport {
 
 interface Entry {
   label: string;
-  kind: 'mode' | 'peer';
+  kind: 'mode' | 'peer' | 'prefill';
   tokens: number;
   run(): Promise<void>;
   times: number[];
@@ -215,6 +230,19 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     for (const { m, ex } of executors) {
       entries.push({ label: m.label, kind: 'mode', tokens, times: [], run: async () => void (await decode(m.mode, m.k, tokens)) });
     }
+    // Dispatches and submits of one prefill, per mode label (its executor is the decode one).
+    const prefillDispatches = new Map<string, { dispatches: number; submits: number }>();
+    const P = o.promptTokens;
+    if (P !== undefined) {
+      if (!Number.isInteger(P) || P < 1 || P > session.context) throw new KloopError(`--prompt-tokens ${P}: must be an integer in [1, ${session.context}]`);
+      for (const { m } of executors) {
+        if (m.k !== 1 && executors.some((e) => e.m.mode === m.mode && e.m.k === 1)) continue; // the same batched kernels
+        const run = async () => void prefillDispatches.set(m.label, await session.timePrefill({ mode: m.mode, tokensPerDispatch: m.k, tokens: P }));
+        await run();
+        entries.push({ label: `${m.label} prefill`, kind: 'prefill', tokens: P, times: [], run });
+      }
+      tick('prefill warm-up');
+    }
     if (o.peers) {
       // kloop's CPU reference: cheap on small models; fewer tokens on big ones.
       const refTokens = parameterCount(cfg) > 20e6 ? Math.min(tokens, 8) : tokens;
@@ -259,12 +287,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const b = before.get(m.label)!;
       const steps = tokens * repeat;
       const g = ex as GpuExecutor;
+      // The prefill entries ran on this executor too: their dispatches are not decode's.
+      const pre = prefillDispatches.get(m.label) ?? { dispatches: 0, submits: 0 };
       return {
         mode: m.label,
         tokensPerSecond: med,
         msPerToken: 1000 / med,
-        dispatchesPerToken: (ex.stats.dispatches - b.dispatches) / steps,
-        submitsPerToken: (ex.stats.submits - b.submits) / steps,
+        dispatchesPerToken: (ex.stats.dispatches - b.dispatches - repeat * pre.dispatches) / steps,
+        submitsPerToken: (ex.stats.submits - b.submits - repeat * pre.submits) / steps,
         bytesPerToken: bytes.total,
         achievedGBps: (bytes.total * med) / GB,
         percentOfCopyBandwidth: (100 * bytes.total * med) / copyBps,
@@ -280,6 +310,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       .map((e) => {
         const tps = e.times.map((s) => e.tokens / s);
         return { name: e.label, tokensPerSecond: median(tps), spread: spreadOf(tps), tokens: e.tokens };
+      });
+
+    const prefill: PrefillResult[] = entries
+      .filter((e) => e.kind === 'prefill')
+      .map((e) => {
+        const mode = e.label.replace(/ prefill$/, '');
+        const tps = e.times.map((s) => e.tokens / s);
+        return { mode, promptTokens: e.tokens, tokensPerSecond: median(tps), spread: spreadOf(tps), dispatches: prefillDispatches.get(mode)?.dispatches ?? 0, overDecode: median(tps) / (results.find((r) => r.mode === mode)?.tokensPerSecond ?? NaN) };
       });
 
     const speedups: Record<string, number> = {};
@@ -311,6 +349,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       copyBandwidthSpread: { min: copy.min / GB, max: copy.max / GB, runs: copy.runs },
       results,
       peers: peerResults,
+      ...(prefill.length > 0 && { prefill }),
       speedups,
       loadAverage: { start: loadStart, end: loadavg()[0]! },
       notes,

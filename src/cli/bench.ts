@@ -25,6 +25,7 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --type T            encoding of the synthetic model's matrices: ${Object.keys(FORMATS).join(', ')} (default f32)
   --modes LIST        comma-separated: per-op, per-layer, looped, looped:K (default ${DEFAULT_MODES})
   --tokens N          tokens decoded per measurement, a multiple of every K (default 64)
+  --prompt-tokens N   also time the prefill of an N-token prompt (batched forward) per mode
   --repeat R          interleaved repeats; the median is reported (default 5)
   --peers             also measure llama.cpp (node-llama-cpp, CPU, 1 thread) on the model's GGUF,
                       and kloop's CPU reference executor
@@ -45,7 +46,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 }
 
 const FLAGS = {
-  model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', repeat: 'string',
+  model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
   gguf: 'string', adapter: 'string', 'workgroup-size': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
@@ -71,6 +72,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     f.modes = v.modes;
   }
   if (v.tokens !== undefined) f.tokens = atLeastFlag('--tokens', v.tokens, 1);
+  if (v['prompt-tokens'] !== undefined) f.promptTokens = atLeastFlag('--prompt-tokens', v['prompt-tokens'], 1);
   if (v.repeat !== undefined) f.repeat = atLeastFlag('--repeat', v.repeat, 1);
   if (v.gguf !== undefined) f.gguf = v.gguf;
   if (v.adapter !== undefined) f.adapter = v.adapter;

@@ -7,6 +7,7 @@ import { KloopError } from '../errors.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
 import { type SamplingOptions, GREEDY, validateSampling } from '../engine/sampler.ts';
 import { DEFAULTS } from '../engine/session.ts';
+import { MAX_SPECULATE } from '../engine/speculate.ts';
 import { intFlag, modeFlag, numberFlag, parseFlags } from './args.ts';
 import { openModel, sessionFromFlags } from './engine.ts';
 import type { Io } from './io.ts';
@@ -30,6 +31,10 @@ export const GENERATE_USAGE = `usage: kloop generate [options]
   --tokens-per-dispatch K   looped mode: tokens decoded per dispatch, 1..${MAX_TOKENS_PER_DISPATCH} (default ${DEFAULT_TOKENS_PER_DISPATCH})
   --adapter NAME            WebGPU adapter whose name contains NAME (see kloop devices)
   --context N               KV-cache positions (default: the model's, at most 2048)
+  --speculate N             speculative decoding: N draft tokens (prompt lookup) verified in one
+                            batched pass, 1..${MAX_SPECULATE} (default 0 = off; 4 with --draft-model);
+                            greedy output unchanged
+  --draft-model PATH        draft with this smaller model (same vocabulary) instead of prompt lookup
   --json                    print one JSON object instead of the text and the stats line
 `;
 
@@ -47,6 +52,8 @@ const FLAGS = {
   'tokens-per-dispatch': 'string',
   adapter: 'string',
   context: 'string',
+  speculate: 'string',
+  'draft-model': 'string',
   json: 'boolean',
 } as const;
 
@@ -71,11 +78,13 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   const k = mode === 'looped' ? intFlag('tokens-per-dispatch', f['tokens-per-dispatch'] ?? String(DEFAULT_TOKENS_PER_DISPATCH), 1, MAX_TOKENS_PER_DISPATCH) : 1;
 
   if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
+  const speculate = f.speculate === undefined ? undefined : intFlag('speculate', f.speculate, 0, MAX_SPECULATE);
   const model = await openModel(f);
+  const draftModel = f['draft-model'] === undefined ? undefined : await openModel({ model: f['draft-model'] });
   const session = sessionFromFlags(model, f, io);
   try {
     // The prompt and the options are checked here; the device opens at the first token.
-    const gen = session.generate({ mode, tokensPerDispatch: k, prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false });
+    const gen = session.generate({ mode, tokensPerDispatch: k, prompt: f.prompt ?? '', maxTokens, sampling, ignoreEos: f['ignore-eos'] ?? false, speculate, draftModel });
     const tok = model.tokenizer;
     if (!f.json) {
       // The prompt's text first, decoded piece by piece like the generated tokens.
@@ -106,10 +115,12 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
       io.out('\n');
       const kNote = mode === 'looped' ? ` K=${k}` : '';
       const fb = stats.fallbacks > 0 ? `, ${stats.fallbacks} fallbacks to per-op` : '';
+      const sp = stats.draftTokens !== undefined ? `, speculation ${stats.acceptedTokens}/${stats.draftTokens} drafts accepted` : '';
       io.err(
         `${model.name} ${mode}${kNote} on ${adapter.name}: ${r.tokens.length} tokens (${r.stoppedAt}), ` +
           `${stats.tokensPerSecond.toFixed(1)} tok/s, ${stats.msPerToken.toFixed(3)} ms/token, ` +
-          `${stats.dispatchesPerToken.toFixed(2)} dispatches/token${fb}\n`,
+          `${stats.dispatchesPerToken.toFixed(2)} dispatches/token; prefill ${r.promptTokens.length} tokens at ` +
+          `${stats.prefillTokensPerSecond.toFixed(1)} tok/s (first token after ${stats.timeToFirstTokenMs.toFixed(1)} ms)${sp}${fb}\n`,
       );
     }
     return 0;

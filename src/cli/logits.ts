@@ -1,5 +1,6 @@
 /**
- * `kloop logits`: teacher-forced logits of a token list, one executor.forward per position,
+ * `kloop logits`: teacher-forced logits of a token list through the batched forward (a chunk of
+ * positions per weight read),
  * written as positions x vocab little-endian float32 (the layout of the reference fixtures).
  */
 import { open, unlink, type FileHandle } from 'node:fs/promises';
@@ -63,8 +64,10 @@ export async function logitsCommand(argv: string[], io: Io): Promise<number> {
     const bytes = Buffer.alloc(ids.length * vocabSize * 4);
     try {
       const executor = await session.executor({ mode, tokensPerDispatch: 1 });
+      // The batched forward: a chunk of positions per weight read.
+      const rows = executor.forwardMany ? await executor.forwardMany(ids, 0, 'all') : [];
       for (let p = 0; p < ids.length; p++) {
-        const logits = await executor.forward(ids[p]!, p);
+        const logits = rows[p] ?? (await executor.forward(ids[p]!, p));
         for (let i = 0; i < vocabSize; i++) bytes.writeFloatLE(logits[i]!, (p * vocabSize + i) * 4);
       }
     } finally {

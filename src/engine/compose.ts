@@ -7,9 +7,11 @@
  * Each stage's WGSL is written once; only the glue differs.
  */
 import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
+import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
 import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
 import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
+import { matmulWgsl } from '../kernels-wgsl/matmul.wgsl.ts';
 import { type MatOperand, type MatSegment, matvecItems, matvecWgsl, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
 import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
@@ -99,6 +101,50 @@ export function stageFunctions(layout: Layout): Record<StageId, string> {
   };
 }
 
+/**
+ * The batched form of each stage (layout.batch set, batch-layout.ts): the step.n_tokens tokens
+ * of a chunk per weight read, activations in the T-row B_* regions. Same work split as the
+ * decode forms, so the same barrier plan and program shapes hold. No sampling stage: the
+ * batched forward returns logits.
+ */
+export function batchedStageFunctions(layout: Layout): Record<StageId, string> {
+  const c = layout.config;
+  const k = layout.consts;
+  const mm = { lanes: layout.kernel.lanes, wg: layout.kernel.wg, tileCols: layout.batch!.tileCols };
+  const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
+  const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
+  return {
+    embed: embedBatchedWgsl(layout.slots.emb.types[0], c.dim),
+    attn_norm: rmsnormBatchedWgsl({ name: 'attn_norm', input: 'B_X', output: 'B_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
+    qkv: matmulWgsl({
+      ...mm, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'B_XN + tt * DIM',
+      a: { buf: 'w_attn', segs: [segment(layout, 'wq', 0), segment(layout, 'wk', k.QD), segment(layout, 'wv', k.QD + k.KVD)] },
+      epilogue: `st(B_Q + tt * QKVR + r, v0${bias});`,
+    }),
+    rope_append: ROPE_APPEND_BATCHED_WGSL,
+    attention: ATTENTION_BATCHED_WGSL,
+    wo_residual: matmulWgsl({
+      ...mm, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'B_ATT + tt * QD', a: op('wo'),
+      epilogue: 'st(B_H + tt * DIM + r, ld(B_X + tt * DIM + r) + v0);',
+    }),
+    ffn_norm: rmsnormBatchedWgsl({ name: 'ffn_norm', input: 'B_H', output: 'B_XN', weights: 'w_ffn1', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
+    gate_up: matmulWgsl({
+      ...mm, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'B_XN + tt * DIM', a: op('w1'), b: op('w3'),
+      epilogue: 'st(B_G + tt * HIDDEN + r, v0 / (1.0 + exp(-v0)) * v1);',
+    }),
+    down_residual: matmulWgsl({
+      ...mm, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'B_G + tt * HIDDEN', a: op('w2'),
+      epilogue: 'st(B_X + tt * DIM + r, ld(B_H + tt * DIM + r) + v0);',
+    }),
+    final_norm: rmsnormBatchedWgsl({ name: 'final_norm', input: 'B_X', output: 'B_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
+    classifier: matmulWgsl({
+      ...mm, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'B_XN + tt * DIM', a: op('cls'), forcedOnly: true,
+      epilogue: 'st(B_LOGITS + tt * VOCAB + r, v0);',
+    }),
+    sample: '',
+  };
+}
+
 /** Work items of a stage (from its STAGES declaration): how many workgroups a per-op dispatch of it uses. */
 export function stageItems(id: StageId, layout: Layout): number {
   const k = layout.consts;
@@ -115,7 +161,7 @@ export function stageItems(id: StageId, layout: Layout): number {
  * device-model microbenchmarks' included.
  */
 export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
-  const fns = stageFunctions(layout);
+  const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout);
   return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
 
@@ -251,7 +297,7 @@ export function loopedModule(
   if (loop.layers.some((l, i) => l !== first + i)) throw new Error('looped call over non-contiguous layers');
   const single = handoff === 'plain';
   const body = `@compute @workgroup_size(WG) fn step_looped(${ENTRY_ARGS}) {${single ? SINGLE : DISCOVER}
-  for (var j = 0u; j < step.n_tokens; j++) {
+  for (var j = 0u; j < ${layout.batch ? '1u' : 'step.n_tokens'}; j++) {
 ${sequence(prologue, plan.prologue.map((x) => cond(x, 'j')), '0u', 'j', single)}
     for (var layer = ${first}u; layer <= ${last}u; layer++) {
 ${sequence(loop.stages, plan.body.map((x) => cond(x, `(layer - ${first}u)`)), 'layer', 'j', single)}

@@ -7,9 +7,9 @@ import type { AcquiredDevice } from './device.ts';
 import type { GpuOptions } from './gpu-executor.ts';
 import { ReferenceExecutor } from './reference.ts';
 import { type SamplingOptions, sample } from './sampler.ts';
-import { type Executor, type ExecutorStats, type Mode, checkPositions, checkToken } from './interface.ts';
+import { type Executor, type ExecutorStats, type LogitsWanted, type Mode, checkPositions, checkToken } from './interface.ts';
 
-export { MODES, type Mode, type ExecutorStats, type Executor, checkPositions, checkToken } from './interface.ts';
+export { MODES, type Mode, type ExecutorStats, type Executor, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 
 /** The CPU oracle behind the Executor interface (host sampling, same semantics as the device). */
 export class ReferenceEngine implements Executor {
@@ -28,6 +28,17 @@ export class ReferenceEngine implements Executor {
     this.check(pos, 1, [token]);
     this.stats.steps++;
     return this.ref.forward(token, pos);
+  }
+  /** The reference has no batched kernel: the tokens go through forward() one by one. */
+  async forwardMany(tokens: number[], pos: number, want: LogitsWanted = 'all'): Promise<Float32Array[]> {
+    this.check(pos, tokens.length, tokens);
+    const out: Float32Array[] = [];
+    tokens.forEach((t, j) => {
+      const logits = this.ref.forward(t, pos + j);
+      if (want === 'all' || (want === 'last' && j === tokens.length - 1)) out.push(logits);
+    });
+    this.stats.steps += tokens.length;
+    return out;
   }
   async decode(inputs: number[], pos: number, steps: number, sampling: SamplingOptions): Promise<number[]> {
     this.check(pos, steps, inputs);

@@ -7,6 +7,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import type { Executor } from './executor.ts';
 import { type SamplingOptions, validateSampling } from './sampler.ts';
+import { type Drafter, MAX_SPECULATE, type SpeculationStats, speculateRound } from './speculate.ts';
 
 export interface GenerateOptions {
   /** Text prompt (encoded with BOS), or `promptTokens` instead. */
@@ -18,6 +19,10 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Tokens decoded per executor call (the looped mode's K; 1 otherwise). */
   chunk?: number;
+  /** Draft tokens per round of speculative decoding (speculate.ts); 0 = off. */
+  speculate?: number;
+  /** Where drafts come from (default: prompt lookup). */
+  drafter?: Drafter;
 }
 
 export interface GeneratedToken {
@@ -34,7 +39,12 @@ export interface GenerationResult {
   text: string;
   /** Seconds spent decoding the generated tokens (after the prompt was prefilled). */
   decodeSeconds: number;
+  /** Seconds from the start of the prefill (kernels built) to the first generated token. */
   prefillSeconds: number;
+  /** Dispatches issued for the prompt and the first generated token. */
+  prefillDispatches: number;
+  /** Speculative decoding's counters (when on). */
+  speculation?: SpeculationStats;
   stoppedAt: StopReason;
 }
 
@@ -59,11 +69,17 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   if (promptTokens.length >= context) {
     throw new KloopError(`prompt: ${promptTokens.length} tokens do not fit the context of ${context} (one position is needed to generate)`);
   }
+  const spec = o.speculate ?? 0;
+  if (!Number.isInteger(spec) || spec < 0 || spec > MAX_SPECULATE) {
+    throw new OptionError('speculate', `must be an integer in [0, ${MAX_SPECULATE}] (got ${o.speculate})`);
+  }
+  const speculation: SpeculationStats | undefined = spec > 0 ? { draftTokens: 0, acceptedTokens: 0, rounds: 0 } : undefined;
   const stops = stopIds(model);
   const chunk = Math.max(1, o.chunk ?? 1);
   const tokens: number[] = [];
   let text = '';
   let prefillSeconds = 0;
+  let prefillDispatches = 0;
   let decodeSeconds = 0;
   let stoppedAt: GenerationResult['stoppedAt'] = 'max-tokens';
   const tokenizer = model.tokenizer;
@@ -86,10 +102,22 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
 
   async function* steps(): AsyncGenerator<GeneratedToken> {
     const budget = Math.min(o.maxTokens, context - promptTokens.length);
+    const P = promptTokens.length;
+    // An empty batched forward builds the executor and its kernels before the clock starts.
+    await executor.forwardMany?.([], 0, 'none');
+    const d0 = executor.stats.dispatches;
     let t0 = performance.now();
-    // Prefill: every prompt token, and the first generated token with it.
-    let produced = await executor.decode(promptTokens, 0, promptTokens.length, o.sampling);
+    // Prefill: the prompt but its last token through the batched forward (T tokens per weight
+    // read, the KV cache filled), then the last token decoded, which samples the first new one.
+    let produced: number[];
+    if (executor.forwardMany && P > 1) {
+      await executor.forwardMany(promptTokens.slice(0, -1), 0, 'none');
+      produced = await executor.decode([promptTokens[P - 1]!], P - 1, 1, o.sampling);
+    } else {
+      produced = await executor.decode(promptTokens, 0, P, o.sampling);
+    }
     prefillSeconds = (performance.now() - t0) / 1000;
+    prefillDispatches = executor.stats.dispatches - d0;
     let prev = promptTokens[promptTokens.length - 1];
     t0 = performance.now();
     for (;;) {
@@ -112,7 +140,9 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
       }
       const pos = promptTokens.length + tokens.length - 1;
       const n = Math.min(chunk, budget - tokens.length);
-      produced = await executor.decode([prev], pos, n, o.sampling);
+      produced = speculation
+        ? await speculateRound(executor, [...promptTokens, ...tokens], budget - tokens.length, o.sampling, spec, speculation, context, chunk, o.drafter)
+        : await executor.decode([prev], pos, n, o.sampling);
     }
     if (tokenizer.flush) text += tokenizer.flush();
     decodeSeconds = (performance.now() - t0) / 1000;
@@ -122,7 +152,7 @@ export function createGenerator(model: LoadedModel, executor: Executor, o: Gener
   return Object.assign(it, {
     promptTokens,
     result(): GenerationResult {
-      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, stoppedAt };
+      return { promptTokens, tokens, text, decodeSeconds, prefillSeconds, prefillDispatches, speculation, stoppedAt };
     },
   });
 }

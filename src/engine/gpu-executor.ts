@@ -13,8 +13,10 @@ import { KloopError, OptionError } from '../errors.ts';
 import { BINDING, STEP_BYTES, packStep } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
+import { type BatchLayout, DEFAULT_CHUNK, batchLayout } from './batch-layout.ts';
+import { BatchRunner } from './batch-runner.ts';
 import type { AcquiredDevice } from './device.ts';
-import { type Executor, type ExecutorStats, checkPositions, checkToken } from './interface.ts';
+import { type Executor, type ExecutorStats, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 import { type Program, callGroups, fusedProgram, kernelSchedules, perOpProgram } from './program.ts';
@@ -31,6 +33,8 @@ export interface GpuOptions {
   kernel?: Partial<KernelOptions>;
   /** Workgroups of a fused dispatch (default: discovered per adapter). */
   groups?: number;
+  /** Tokens per batched-forward pass wanted (default per adapter, DEFAULT_CHUNK; capped by workgroup memory). */
+  prefillChunk?: number;
   /** Spin iterations before a barrier gives up (tests force tiny bounds). */
   spinBound?: number;
   /** Poll budget of the occupancy leader in every step (default short; the probe polls long). */
@@ -85,6 +89,8 @@ export class GpuExecutor implements Executor {
   private barriersPerToken = 0;
   /** Workgroups that took part in the last fused dispatch (occupancy discovery's count). */
   lastDiscovered = 0;
+  readonly batch: BatchLayout; // the batched forward's layout: its T-row activations share `act`
+  private batchRunner?: BatchRunner;
   /** Bytes of every device buffer this executor holds (weights once, packed; KV cache; activations). */
   readonly deviceBytes: number;
   private readonly spinBound: number;
@@ -108,6 +114,7 @@ export class GpuExecutor implements Executor {
       throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);
     }
     this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize, weightTypesOf(model.weights));
+    this.batch = batchLayout(this.layout, limits.maxComputeWorkgroupStorageSize, opts.prefillChunk ?? DEFAULT_CHUNK[gpu.cpu ? 'cpu' : 'gpu']);
     this.k = opts.tokensPerDispatch ?? 1;
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
       throw new OptionError('tokensPerDispatch', `must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}] (got ${this.k})`);
@@ -149,7 +156,7 @@ export class GpuExecutor implements Executor {
       ffn3: mk('w_ffn3', check('up weights', s.ffn3), storage),
       ffn2: mk('w_ffn2', check('down weights', s.ffn2), storage),
       kv: mk('kv', check('KV cache', s.kv), storage),
-      act: mk('act', check('activation', s.act), storage),
+      act: mk('act', check('activation', this.batch.actWords), storage),
       ctl: mk('ctl', check('control', s.ctl), storage),
       staging: mk('staging', Math.ceil(stagingBytes / 16) * 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
     };
@@ -207,14 +214,8 @@ export class GpuExecutor implements Executor {
     return ex;
   }
 
-  private compile(code: string, label: string): Promise<GPUShaderModule> {
-    return compileWgsl(this.device, code, label);
-  }
-
-  private pipeline(module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> {
-    return computePipeline(this.device, this.pipelineLayout, module, entryPoint);
-  }
-
+  private compile = (code: string, label: string): Promise<GPUShaderModule> => compileWgsl(this.device, code, label);
+  private pipeline = (module: GPUShaderModule, entryPoint: string): Promise<GPUComputePipeline> => computePipeline(this.device, this.pipelineLayout, module, entryPoint);
   /** Compiles a program: one pipeline per entry point. */
   private async pipelines(p: Program): Promise<Map<string, GPUComputePipeline>> {
     const module = await this.compile(p.code, p.label);
@@ -361,10 +362,6 @@ export class GpuExecutor implements Executor {
     };
   }
 
-  private firstLayerEntry(): number {
-    return this.schedule.calls.findIndex((c) => c.kind === 'layer');
-  }
-
   /** Runs `n` steps from `pos` in this executor's shape, falling back to per-op on abort. */
   private async runSteps(
     pos: number, inputs: number[], n: number, sampling: SamplingOptions, wantLogits: boolean,
@@ -374,7 +371,7 @@ export class GpuExecutor implements Executor {
       const fused = this.fused!;
       const r = await this.submit(
         fused,
-        { pos, nTokens: n, forced, inputs, sampling, maxGroups: this.stats.workgroups, slot: this.mode === 'looped' ? 0 : this.firstLayerEntry() },
+        { pos, nTokens: n, forced, inputs, sampling, maxGroups: this.stats.workgroups, slot: this.mode === 'looped' ? 0 : this.schedule.calls.findIndex((c) => c.kind === 'layer') },
         wantLogits,
       );
       this.lastDiscovered = r.count;
@@ -433,6 +430,13 @@ export class GpuExecutor implements Executor {
     return out;
   }
 
+  /** Feeds tokens at pos, pos+1, ... through the batched forward (batch-runner.ts), T per weight read. */
+  forwardMany(tokens: number[], pos: number, want: LogitsWanted = 'all'): Promise<Float32Array[]> {
+    const { device, gpu, mode, pipelineLayout, bindGroup, buffers, stats, opts } = this;
+    const host = { device, gpu, mode, pipelineLayout, bindGroup, buffers, stats, dispStride: DISP_STRIDE, spinBound: opts.spinBound ?? this.spinBound, pollSpins: opts.pollSpins ?? (gpu.cpu ? 1 << 14 : 1 << 12), lost: () => this.lost, log: opts.log };
+    return (this.batchRunner ??= new BatchRunner(this.batch, host)).run(tokens, pos, want);
+  }
+
   /** Fused-kernel barriers per token (0 for per-op). */
   get gridBarriersPerToken(): number {
     return this.barriersPerToken;
@@ -440,6 +444,7 @@ export class GpuExecutor implements Executor {
 
   destroy(): void {
     for (const b of Object.values(this.buffers)) b.destroy();
+    this.batchRunner?.destroy();
   }
 }
 

@@ -20,6 +20,9 @@ export interface ExecutorStats {
   workgroups: number;
 }
 
+/** Which logits a batched forward returns: every token's, the last token's, or none (prefill). */
+export type LogitsWanted = 'all' | 'last' | 'none';
+
 export interface Executor {
   readonly mode: Mode;
   readonly stats: ExecutorStats;
@@ -30,6 +33,11 @@ export interface Executor {
    * token sampled at step j-1. Returns the tokens sampled at steps inputs.length-1 .. steps-1.
    */
   decode(inputs: number[], pos: number, steps: number, sampling: SamplingOptions): Promise<number[]>;
+  /**
+   * Teacher-forced batched forward: feeds tokens at pos, pos+1, ... (several per weight read on
+   * the GPU) and returns the logits rows `want`ed. The KV cache holds them all afterwards.
+   */
+  forwardMany?(tokens: number[], pos: number, want?: LogitsWanted): Promise<Float32Array[]>;
   destroy(): void;
 }
 

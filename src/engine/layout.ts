@@ -92,6 +92,8 @@ export interface Layout {
   slots: Record<SlotName, MatrixSlot>;
   /** Weight bytes one decode step reads (packed sizes: every layer's norms and matrices, the classifier, one embedding row). */
   weightBytesPerToken: number;
+  /** Set on the layout of the batched forward (batch-layout.ts): its stages process T tokens. */
+  batch?: { chunk: number; tileCols: number };
 }
 
 export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: number, workgroupStorage: number, typesIn?: WeightTypes): Layout {

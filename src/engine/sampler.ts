@@ -80,6 +80,14 @@ export function argmax(logits: ArrayLike<number>): number {
 /** Sample the token at position `pos` (the position the token will be fed at is pos + 1). */
 export function sample(logits: Float32Array, o: SamplingOptions, pos: number): number {
   if (o.temperature === 0) return argmax(logits);
+  return drawFrom(nucleusWeights(logits, o), uniformAt(o.seed, pos));
+}
+
+/**
+ * The weights of steps 2-4 (temperature, top-k, top-p): w[i] > 0 exactly for the tokens in the
+ * nucleus; normalised, they are the distribution `sample` draws from (temperature > 0).
+ */
+export function nucleusWeights(logits: Float32Array, o: SamplingOptions): Float64Array {
   const n = logits.length;
   const keys = new Uint32Array(n);
   let max = -Infinity;
@@ -113,13 +121,19 @@ export function sample(logits: Float32Array, o: SamplingOptions, pos: number): n
       return s >= need;
     });
   }
+  for (let i = 0; i < n; i++) if (keys[i] < pMin) w[i] = 0;
+  return w;
+}
+
+/** Step 5: the first index (in id order) where the running sum of `w` exceeds u * sum (u in [0, 1)). */
+export function drawFrom(w: Float64Array, u: number): number {
   let sum = 0;
-  for (let i = 0; i < n; i++) if (keys[i] >= pMin) sum += w[i];
-  const r = uniformAt(o.seed, pos) * sum;
+  for (let i = 0; i < w.length; i++) sum += w[i];
+  const r = u * sum;
   let acc = 0;
   let last = 0;
-  for (let i = 0; i < n; i++) {
-    if (keys[i] < pMin) continue;
+  for (let i = 0; i < w.length; i++) {
+    if (!(w[i] > 0)) continue;
     acc += w[i];
     last = i;
     if (acc > r) return i;

@@ -16,11 +16,13 @@
 import { OptionError } from '../errors.ts';
 import type { LoadedModel, ModelConfig } from '../loader/types.ts';
 import { type AcquiredDevice, type AdapterDescription, acquireDevice } from './device.ts';
+import { checkSameVocabulary, lazyModelDrafter } from './draft-model.ts';
 import { createExecutor } from './executor.ts';
 import { type GenerationResult, type GeneratedToken, createGenerator as generateWith } from './generate.ts';
 import type { GpuOptions } from './gpu-executor.ts';
 import { type Executor, type ExecutorStats, MODES, type Mode } from './interface.ts';
 import { MAX_TOKENS_PER_DISPATCH } from './layout.ts';
+export { median, parameterCount } from './counts.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 
 /** Every default of the engine's front ends. */
@@ -70,6 +72,10 @@ export interface GenerateRequest extends ExecutorChoice {
   sampling?: Partial<SamplingOptions>;
   /** Keep going past EOS/BOS. */
   ignoreEos?: boolean;
+  /** Speculative decoding: draft tokens verified per batched pass; 0 = off. */
+  speculate?: number;
+  /** Drafts from this smaller model (same vocabulary, same device) instead of prompt lookup. */
+  draftModel?: LoadedModel;
 }
 
 /** Rates of the decode phase: from the first generated token (out of the prefill) to the last. */
@@ -85,6 +91,16 @@ export interface DecodeStats {
   tokensPerDispatch: number;
   /** Bytes of the executor's device buffers (weights once, in their packed encodings; KV cache; activations). 0 for the reference. */
   deviceBytes: number;
+  /** Prompt tokens per second of the prefill (batched forward, then the first new token). */
+  prefillTokensPerSecond: number;
+  /** Milliseconds from the start of the prefill (kernels built) to the first generated token. */
+  timeToFirstTokenMs: number;
+  /** Dispatches of the prefill (the prompt's chunks and the first token's step). */
+  prefillDispatches: number;
+  /** With speculation: draft tokens verified, accepted, and accepted / drafted. */
+  draftTokens?: number;
+  acceptedTokens?: number;
+  acceptanceRate?: number;
 }
 
 export interface SessionResult extends GenerationResult {
@@ -113,16 +129,16 @@ export interface TimedDecode {
   workgroups: number;
 }
 
-const ZERO_STATS: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
-
-/** Parameters of a model (weights counted once; a tied classifier is the embedding table). */
-export function parameterCount(c: ModelConfig): number {
-  const qDim = c.nHeads * c.headDim;
-  const kvDim = c.nKvHeads * c.headDim;
-  const qkvRows = qDim + 2 * kvDim;
-  const layer = 2 * c.dim + qkvRows * c.dim + (c.attentionBias ? qkvRows : 0) + c.dim * qDim + 3 * c.hiddenDim * c.dim;
-  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * layer + c.dim;
+export interface TimedPrefill {
+  mode: Mode;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  dispatches: number;
+  submits: number;
 }
+
+const ZERO_STATS: ExecutorStats = { steps: 0, dispatches: 0, submits: 0, fallbacks: 0, workgroups: 0 };
 
 /** The mode and K a choice resolves to, with the defaults applied and checked. */
 export function resolveChoice(c: ExecutorChoice = {}): { mode: Mode; tokensPerDispatch: number } {
@@ -163,6 +179,7 @@ export class Session {
   private opened?: Promise<AcquiredDevice>;
   private acquired?: AcquiredDevice;
   private readonly executors = new Map<string, Promise<{ executor: Executor; buildSeconds: number }>>();
+  private readonly drafts = new Map<LoadedModel, Session>();
   private disposed = false;
 
   constructor(model: LoadedModel, opts: SessionOptions = {}) {
@@ -234,6 +251,7 @@ export class Session {
   generate(req: GenerateRequest = {}): TokenStream {
     const { mode, tokensPerDispatch: k } = resolveChoice(req);
     const sampling: SamplingOptions = { ...GREEDY, ...req.sampling };
+    const drafter = req.draftModel && this.drafter(req.draftModel, { mode, tokensPerDispatch: k });
     let real: Executor | undefined;
     // Counters of a reused executor start where its last run left them.
     let atStart: ExecutorStats | undefined;
@@ -252,12 +270,17 @@ export class Session {
       },
       forward: async (token, pos) => (await ensure()).forward(token, pos),
       decode: async (inputs, pos, steps, s) => (await ensure()).decode(inputs, pos, steps, s),
+      forwardMany: async (tokens, pos, want) => {
+        const e = await ensure();
+        if (e.forwardMany) return e.forwardMany(tokens, pos, want);
+        throw new Error('forwardMany: not available');
+      },
       destroy: () => undefined,
     };
     const g = generateWith(
       this.model,
       lazy,
-      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k },
+      { prompt: req.prompt, promptTokens: req.promptTokens, maxTokens: req.maxTokens ?? DEFAULTS.maxTokens, sampling, ignoreEos: req.ignoreEos, chunk: k, speculate: req.speculate ?? (drafter ? 4 : 0), drafter },
       this.context,
     );
     let atFirst: ExecutorStats | undefined;
@@ -291,6 +314,14 @@ export class Session {
           workgroups: end.workgroups,
           tokensPerDispatch: k,
           deviceBytes: real && 'deviceBytes' in real ? (real.deviceBytes as number) : 0,
+          prefillTokensPerSecond: r.prefillSeconds > 0 ? r.promptTokens.length / r.prefillSeconds : 0,
+          timeToFirstTokenMs: r.prefillSeconds * 1000,
+          prefillDispatches: r.prefillDispatches,
+          ...(r.speculation && {
+            draftTokens: r.speculation.draftTokens,
+            acceptedTokens: r.speculation.acceptedTokens,
+            acceptanceRate: r.speculation.draftTokens > 0 ? r.speculation.acceptedTokens / r.speculation.draftTokens : 0,
+          }),
         },
       };
     };
@@ -329,10 +360,42 @@ export class Session {
     };
   }
 
+  /**
+   * One timed prefill for benchmarks: a `tokens`-token prompt (BOS, then ids 2, 3, ...) through
+   * the batched forward from position 0, the last token's logits read back. The executor and
+   * its batched kernels are built before the clock starts.
+   */
+  async timePrefill(o: ExecutorChoice & { tokens: number }): Promise<TimedPrefill> {
+    const { mode, tokensPerDispatch } = resolveChoice(o);
+    if (!Number.isInteger(o.tokens) || o.tokens < 1 || o.tokens > this.context) {
+      throw new OptionError('tokens', `must be an integer in [1, ${this.context}] (got ${o.tokens})`);
+    }
+    const ex = await this.executor({ mode, tokensPerDispatch });
+    if (!ex.forwardMany) throw new OptionError('mode', `${mode} has no batched forward`);
+    const c = this.model.config;
+    const bos = c.bosId >= 0 && c.bosId < c.vocabSize ? c.bosId : 0;
+    const prompt = Array.from({ length: o.tokens }, (_, i) => (i === 0 ? bos : 2 + ((i * 7) % (c.vocabSize - 2))));
+    await ex.forwardMany([], 0, 'none');
+    const before = { ...ex.stats };
+    const t0 = performance.now();
+    await ex.forwardMany(prompt, 0, 'last');
+    const seconds = (performance.now() - t0) / 1000;
+    return { mode, tokens: o.tokens, seconds, tokensPerSecond: o.tokens / seconds, dispatches: ex.stats.dispatches - before.dispatches, submits: ex.stats.submits - before.submits };
+  }
+
+  /** Drafts of `draft` (checked to share the vocabulary) on a session of its own on this device. */
+  private drafter(draft: LoadedModel, choice: ExecutorChoice) {
+    checkSameVocabulary(this.model, draft);
+    let s = this.drafts.get(draft);
+    if (!s) this.drafts.set(draft, (s = new Session(draft, { device: () => this.device(), context: Math.min(this.context, draft.config.seqLen), log: this.opts.log })));
+    return lazyModelDrafter(() => s.executor(choice), s.context);
+  }
+
   /** Frees every executor, then the device unless it was given. Safe to call twice. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    for (const d of this.drafts.values()) await d.dispose();
     for (const p of this.executors.values()) {
       const e = await p.catch(() => undefined);
       e?.executor.destroy();
@@ -349,12 +412,6 @@ export function openSession(model: LoadedModel, opts: SessionOptions = {}): Sess
   return new Session(model, opts);
 }
 
-/** The median of a list (the mean of the middle two for an even length). */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export interface StreamOptions extends GenerateRequest, Omit<SessionOptions, 'device'> {
   /** The device (default: sharedDevice(), unless `adapter` names one). */

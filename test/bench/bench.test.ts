@@ -114,7 +114,7 @@ try {
 
 describe.skipIf(!gpu)('smoke bench (GPU adapter)', () => {
   it('reports every mode and peer with finite positive numbers (structure only, no speed thresholds)', async () => {
-    const report = await runBench({ model: stories, modes: 'per-op,per-layer,looped,looped:2', tokens: 4, repeat: 1, peers: true, predict: true, device: gpu });
+    const report = await runBench({ model: stories, modes: 'per-op,per-layer,looped,looped:2', tokens: 4, promptTokens: 8, repeat: 1, peers: true, predict: true, device: gpu });
     const j = jsonReport(report) as Record<string, any>;
     expect(Object.keys(j)).toEqual(expect.arrayContaining(['device', 'model', 'copyBandwidthGBps', 'results', 'peers', 'speedups', 'predicted']));
     expect(Object.keys(j.device)).toEqual(['vendor', 'architecture', 'description']);
@@ -127,6 +127,11 @@ describe.skipIf(!gpu)('smoke bench (GPU adapter)', () => {
     }
     expect(j.results[0].dispatchesPerToken).toBeGreaterThan(j.results[1].dispatchesPerToken);
     expect(j.results[3].submitsPerToken).toBe(0.5);
+    // The prefill (batched forward) beside decode, per mode; its dispatches are not decode's.
+    expect(j.prefill.map((p: any) => p.mode)).toEqual(['per-op', 'per-layer', 'looped']);
+    expect(j.results[0].dispatchesPerToken).toBe(8 * 5 + 4);
+    expect(j.prefill[2].dispatches).toBe(1);
+    allFinitePositive({ prefill: j.prefill }, 'prefill', new Set(['mode']));
     const names = j.peers.map((p: any) => p.name as string);
     expect(names.some((n: string) => /kloop reference/.test(n))).toBe(true);
     // The llama.cpp peer must really have run wherever it can: the reference alone is not enough.

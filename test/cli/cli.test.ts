@@ -79,9 +79,12 @@ describe('kloop generate (reference)', () => {
     expect(j.text).toMatch(/^Once upon a time, there was a little girl named Lily\./);
     expect(j.stoppedAt).toBe('max-tokens');
     expect(Object.keys(j.stats).sort()).toEqual(
-      ['deviceBytes', 'dispatchesPerToken', 'fallbacks', 'msPerToken', 'submitsPerToken', 'tokensPerDispatch', 'tokensPerSecond', 'workgroups'].sort(),
+      ['deviceBytes', 'dispatchesPerToken', 'fallbacks', 'msPerToken', 'submitsPerToken', 'tokensPerDispatch', 'tokensPerSecond', 'workgroups',
+        'prefillTokensPerSecond', 'timeToFirstTokenMs', 'prefillDispatches'].sort(),
     );
     expect(j.stats.deviceBytes).toBe(0); // the reference holds nothing on a device
+    expect(j.stats.timeToFirstTokenMs).toBeGreaterThan(0);
+    expect(j.stats.prefillTokensPerSecond).toBeGreaterThan(0);
     expect(j.stats.tokensPerSecond).toBeGreaterThan(0);
     expect(j.stats.msPerToken).toBeCloseTo(1000 / j.stats.tokensPerSecond, 6);
     expect(j.stats.dispatchesPerToken).toBe(0);
@@ -170,6 +173,7 @@ describe('kloop errors: exit 1, one line on stderr, no stack trace', () => {
     ['bad --temperature (negative)', ['generate', '--temperature=-1'], /--temperature: must be a finite number >= 0/],
     ['bad --max-tokens', ['generate', '--max-tokens', '2.5'], /--max-tokens: expected an integer/],
     ['bad --mode', ['generate', '--mode', 'fast'], /--mode: unknown mode "fast"/],
+    ['--speculate out of range', ['generate', '--speculate', '16'], /--speculate: .*15/],
     ['--tokens-per-dispatch outside looped', ['generate', '--mode', 'per-op', '--tokens-per-dispatch', '4'], /--tokens-per-dispatch: only the looped mode/],
     ['missing model file', ['generate', '--model', '/nonexistent/model.bin'], /\/nonexistent\/model\.bin: cannot open \(ENOENT\)/],
     ['prompt longer than the context', ['generate', '--model', aidreams, '--prompt', longPrompt], /prompt: \d+ tokens do not fit the context of 128/],

@@ -1,0 +1,78 @@
+/**
+ * The layout of the batched forward: T tokens (a CHUNK) per weight read. It is the decode
+ * layout (same weights, same KV cache) plus T-row activation regions appended after the decode
+ * ones in the `act` buffer, and a wider `xs` tile holding the T input vectors of a matmul.
+ *
+ *   B_X, B_H, B_XN   (T, DIM)        residual stream, attention out + residual, normed input
+ *   B_Q              (T, QKVR)       q | k | v of each token (QKVR = QD + 2 KVD)
+ *   B_ATT            (T, QD)         attention output
+ *   B_G              (T, HIDDEN)     silu(gate) * up
+ *   B_LOGITS         (T, VOCAB)      logits of every token of the chunk
+ *   xs               (T, BT)         workgroup tile: BT input columns of each of the T tokens
+ *
+ * The chunk size is chosen per adapter: the largest power of two T <= the wanted size whose tile fits the
+ * adapter's workgroup memory (beside the attention scores) with BT >= 32 columns.
+ */
+import { KloopError } from '../errors.ts';
+import { type Layout, MAX_TOKENS_PER_DISPATCH } from './layout.ts';
+
+export interface BatchLayout {
+  /** The decode layout with the batched constants added (TILE is the xs size, CHUNK * BT). */
+  layout: Layout;
+  /** Most tokens one batched pass processes (T). */
+  chunk: number;
+  /** Input columns of each token staged per matmul pass (BT). */
+  tileCols: number;
+  /** Words of the `act` buffer: the decode regions and the batched ones. */
+  actWords: number;
+}
+
+const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
+
+/** Tokens per batched pass wanted by default: CPU adapters (lavapipe) and GPUs. */
+export const DEFAULT_CHUNK = { cpu: 16, gpu: 32 } as const;
+
+export function batchLayout(base: Layout, workgroupStorage: number, want: number): BatchLayout {
+  const c = base.config;
+  const k = base.consts;
+  if (!Number.isInteger(want) || want < 1) throw new KloopError(`prefill chunk: must be a positive integer (got ${want})`);
+  // Workgroup memory besides xs: red, redi (WG) + scores (context) + qs (HD) + a few words.
+  const fixed = (2 * base.kernel.wg + base.context + c.headDim + 16) * 4;
+  const room = Math.floor((workgroupStorage - fixed) / 4);
+  const maxCols = Math.max(c.dim, k.QD, c.hiddenDim);
+  // Per-token normalisation factors live in `red` (WG entries): T <= WG.
+  // A power of two, so that it divides the workgroup (the CPU matmul maps invocations to (row, token)).
+  let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context, base.kernel.wg)));
+  let tileCols = 0;
+  for (; chunk >= 1; chunk = Math.floor(chunk / 2)) {
+    const per = Math.floor(room / chunk);
+    tileCols = per >= maxCols ? maxCols : Math.floor(per / 32) * 32;
+    if (tileCols >= 32 || tileCols === maxCols) break;
+  }
+  if (chunk < 1 || tileCols < 1) {
+    throw new KloopError(`the batched forward does not fit this adapter's ${workgroupStorage} bytes of workgroup memory; use a shorter context`);
+  }
+  const qkvRows = k.QD + 2 * k.KVD;
+  let a = base.sizes.act;
+  const region = (n: number): number => {
+    const at = a;
+    a = align(a + n);
+    return at;
+  };
+  const consts: Record<string, number> = {
+    ...k,
+    TILE: chunk * tileCols,
+    CHUNK: chunk,
+    BT: tileCols,
+    QKVR: qkvRows,
+    B_X: region(chunk * c.dim),
+    B_H: region(chunk * c.dim),
+    B_XN: region(chunk * c.dim),
+    B_Q: region(chunk * qkvRows),
+    B_ATT: region(chunk * k.QD),
+    B_G: region(chunk * c.hiddenDim),
+    B_LOGITS: region(chunk * c.vocabSize),
+  };
+  const layout: Layout = { ...base, tile: chunk * tileCols, consts, sizes: { ...base.sizes, act: a }, batch: { chunk, tileCols } };
+  return { layout, chunk, tileCols, actWords: a };
+}

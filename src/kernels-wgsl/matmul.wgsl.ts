@@ -1,0 +1,141 @@
+import { deviceRowWords, TYPE_CODE, unitElems } from './dequant.wgsl.ts';
+import { type MatOperand, type MatSegment, unitDotName } from './matvec.wgsl.ts';
+import type { WeightType } from '../loader/types.ts';
+
+/**
+ * Role `matmul` (the batched matvec): Y[t] = W · X[t] for the step.n_tokens (<= CHUNK) tokens of
+ * a chunk, every weight word read ONCE for all of them, with a per-row, per-token epilogue.
+ * Instantiated for qkv, wo_residual, gate_up, down_residual and the classifier of the batched
+ * forward. Same work split as the matvec (a work item is a tile of WG / LANES rows; LANES
+ * invocations share a row); the T input vectors are staged in workgroup memory as
+ * xs[t * BT + c], BT columns of each per pass. Packed rows are decoded by the matvec's unit
+ * dots (dequant.wgsl.ts), called once per token with that token's xs offset.
+ */
+export interface MatmulParams {
+  name: string;
+  rows: number;
+  cols: number;
+  /** WGSL expression of token tt's input vector start in `act` (uses `tt`). */
+  input: string;
+  a: MatOperand;
+  /** A second matrix of the same shape on the same input (gate/up): `v1`. */
+  b?: MatOperand;
+  /** WGSL statements run once per row and token: `r` the row, `tt` the token, `v0` (`v1`) the dots. */
+  epilogue: string;
+  lanes: number;
+  wg: number;
+  /** Columns of each token staged per pass (BT). */
+  tileCols: number;
+  /** Only the chunk's last step.forced tokens (the classifier: the logits rows asked for). */
+  forcedOnly?: boolean;
+}
+
+function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, acc: string): string {
+  const rel = seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`;
+  if (type === 'f32') {
+    return `
+        let row = ${seg.base} + ${rel} * ${p.cols}u + c0;
+        for (var c = lane; c < len; c += ${p.lanes}u) {
+          let w = bitcast<f32>(${buf}_w(row + c));
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += w * xs[tt * BT + c]; }
+        }`;
+  }
+  const ue = unitElems(type, p.cols);
+  return `
+        let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
+        let u0 = c0 / ${ue}u;
+        let u1 = (c0 + len) / ${ue}u;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u); }
+        }`;
+}
+
+/** Row r's dots over one operand: the segment by row, the encoding by layer. */
+function operandDot(p: MatmulParams, op: MatOperand, acc: string): string {
+  const segCode = (seg: MatSegment): string => {
+    if (seg.types.length === 1) return `{${dotOf(p, op.buf, seg, seg.types[0], acc)}
+      }`;
+    const cases = seg.types.map((t) => `case ${TYPE_CODE[t]}u: {${dotOf(p, op.buf, seg, t, acc)}
+        }`).join('\n        ');
+    return `{
+        switch (${seg.typeOf}) {
+        ${cases}
+        default: {}
+        }
+      }`;
+  };
+  return op.segs
+    .map((seg, i) => (i === op.segs.length - 1 ? segCode(seg) : `if (r < ${seg.r0 + seg.rows}u) ${segCode(seg)}`))
+    .join(' else ');
+}
+
+export function matmulWgsl(p: MatmulParams): string {
+  const rpi = p.wg / p.lanes;
+  const items = Math.ceil(p.rows / rpi);
+  const single = p.cols <= p.tileCols; // every token's whole input fits: stage once
+  const dual = p.b !== undefined;
+  const input = p.input.replaceAll('tt', 'st_t');
+  const load = (c0: string, len: string) => `
+    workgroupBarrier();
+    for (var e = lid; e < nt * ${len}; e += WG) {
+      let st_t = e / ${len};
+      let c = e % ${len};
+      xs[st_t * BT + c] = ld(${input} + ${c0} + c);
+    }
+    workgroupBarrier();`;
+  const dot = `
+      if (r < ${p.rows}u) {
+      ${operandDot(p, p.a, 'a0')}
+      ${dual ? operandDot(p, p.b!, 'a1') : ''}
+      }`;
+  const reduce = (v: string) =>
+    p.lanes === 1
+      ? ''
+      : `
+    for (var tt = t0; tt < nt; tt++) {
+      workgroupBarrier();
+      red[lid] = ${v}[tt];
+      workgroupBarrier();
+      for (var s = ${p.lanes / 2}u; s > 0u; s = s / 2u) {
+        if (lane < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+      }
+      ${v}[tt] = red[lid];
+    }`;
+  return /* wgsl */ `
+fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  let lane = lid % ${p.lanes}u;
+  let rl = lid / ${p.lanes}u;
+  let nt = min(step.n_tokens, CHUNK);
+  let t0 = ${p.forcedOnly ? 'nt - min(step.forced, nt)' : '0u'};
+  ${single ? load('0u', `${p.cols}u`) : ''}
+  for (var item = t; item < ${items}u; item += n) {
+    let r = item * ${rpi}u + rl;
+    var a0: array<f32, CHUNK>;
+    ${dual ? 'var a1: array<f32, CHUNK>;' : ''}
+    // Zeroed explicitly: a declaration inside a loop is not re-initialised on every compiler.
+    for (var tt = 0u; tt < CHUNK; tt++) { a0[tt] = 0.0; ${dual ? 'a1[tt] = 0.0;' : ''} }
+    ${
+      single
+        ? `let c0 = 0u;
+    let len = ${p.cols}u;
+    ${dot}`
+        : `for (var c0 = 0u; c0 < ${p.cols}u; c0 += BT) {
+      let len = min(BT, ${p.cols}u - c0);
+      ${load('c0', 'len')}
+      ${dot}
+    }`
+    }
+    ${reduce('a0')}
+    ${dual ? reduce('a1') : ''}
+    if (lane == 0u && r < ${p.rows}u) {
+      for (var tt = t0; tt < nt; tt++) {
+        let v0 = a0[tt];
+        ${dual ? 'let v1 = a1[tt];' : ''}
+        ${p.epilogue}
+      }
+    }
+  }
+}
+`;
+}
