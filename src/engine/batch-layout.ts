@@ -62,6 +62,8 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const consts: Record<string, number> = {
     ...k,
     TILE: chunk * tileCols,
+    // The batched matmul stages its chunk unpadded: xs holds exactly TILE values.
+    XS_LEN: chunk * tileCols,
     CHUNK: chunk,
     BT: tileCols,
     QKVR: qkvRows,
