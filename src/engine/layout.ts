@@ -29,6 +29,8 @@ export interface KernelOptions {
    * width is a multiple of 4; CPU adapters scalarise vector loads, so they stay scalar.
    */
   vec4?: boolean;
+  /** Pad the matvec's staged input by a word per 32 values (see MatvecParams.pad). Default off. */
+  padStaging?: boolean;
 }
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
@@ -120,8 +122,9 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   }
   const maxCols = Math.max(dim, qDim, hiddenDim);
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
-  // GPUs pad the staged input by a word per 32 (bank-conflict-free unit reads, matvec.wgsl.ts).
-  const pad = kernel.style === 'gpu';
+  // Optionally pad the staged input by a word per 32 (bank-conflict-free unit reads on GPUs,
+  // matvec.wgsl.ts); off by default until it is measured on a GPU.
+  const pad = kernel.padStaging === true;
   const fit = Math.floor(Math.min(pad ? Math.floor((room * 32) / 33) : room, align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
   if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);

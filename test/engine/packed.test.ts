@@ -53,7 +53,7 @@ describe('packed weights against the CPU reference', () => {
   });
   it.each([
     ['per-op', { kernel: { wg: 64, lanes: 1 } }],
-    ['per-op', { kernel: { style: 'gpu', wg: 64, lanes: 32, tile: 128 } }], // rows wider than the tile
+    ['per-op', { kernel: { style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: true } }], // rows wider than the tile, padded staging
     ['per-layer', {}],
     ['looped', {}],
     ['per-op', { kernel: { style: 'gpu', wg: 64, lanes: 8, vec4: true } }],

@@ -57,6 +57,9 @@ async function longRun(ex: Executor, total: number, chunk: number, device?: GPUD
   const first = await generate(ex, RUN, chunk);
   expect(first.ids).toHaveLength(RUN);
   expect(first.result.stoppedAt).toBe('max-tokens');
+  // Let the device retire the warm-up's work (Dawn frees deferred resources on completion), so
+  // the base is not taken with a varying amount of it still in flight on a loaded machine.
+  await device?.queue.onSubmittedWorkDone();
   creates?.reset();
   const base = memory();
   const t0 = performance.now();
@@ -66,6 +69,7 @@ async function longRun(ex: Executor, total: number, chunk: number, device?: GPUD
     expect(run.ids, `generation ${r} differs from the first`).toEqual(first.ids);
     tokens += run.ids.length;
   }
+  await device?.queue.onSubmittedWorkDone();
   const end = memory();
   const perToken = (performance.now() - t0) / Math.max(1, tokens - RUN);
   const growth = { rss: end.rss - base.rss, heap: end.heapUsed - base.heapUsed, external: end.external - base.external };
