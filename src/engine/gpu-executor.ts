@@ -13,7 +13,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import { BINDING, STEP_BYTES, packStep } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
-import type { AcquiredDevice } from './device.ts';
+import { type AcquiredDevice, cpuWorkgroupSize } from './device.ts';
 import { type Executor, type ExecutorStats, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
@@ -97,10 +97,11 @@ export class GpuExecutor implements Executor {
     const cfg = model.config;
     const limits = device.limits;
     const kernel: KernelOptions = {
-      wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
+      wg: opts.kernel?.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu.name) : 256),
       lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
       tile: opts.kernel?.tile,
       style: opts.kernel?.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
+      vec4: opts.kernel?.vec4,
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
