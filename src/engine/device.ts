@@ -35,6 +35,16 @@ export function cpuWorkgroupSize(adapterName: string): number {
   return /swiftshader/i.test(adapterName) ? 8 : 16;
 }
 
+/**
+ * Most workgroups a per-op dispatch takes on a CPU adapter: its hardware threads (every stage
+ * walks its work items grid-stride, so any count is correct). These adapters run about one
+ * workgroup per thread at a time and pay a fixed cost per workgroup, so with 16-invocation
+ * workgroups a matvec split into 32 tiles gains nothing over the same rows in one per thread.
+ */
+export function cpuPerOpGroups(): number {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return Math.max(2, n ?? 2);
+}
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const INSTALL_HINT =
   'install a GPU driver with Vulkan support, or on Debian: libvulkan1 and mesa-vulkan-drivers from bookworm-backports (lavapipe), or chromium (SwiftShader)';

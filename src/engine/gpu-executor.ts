@@ -13,7 +13,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import { BINDING, STEP_BYTES, packStep } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
-import { type AcquiredDevice, cpuWorkgroupSize } from './device.ts';
+import { type AcquiredDevice, cpuPerOpGroups, cpuWorkgroupSize } from './device.ts';
 import { type Executor, type ExecutorStats, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
@@ -228,7 +228,7 @@ export class GpuExecutor implements Executor {
     if (this.perOp) return this.perOp;
     const p = perOpProgram(this.schedule, this.layout);
     const pipes = await this.pipelines(p);
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const maxGroups = Math.min(this.device.limits.maxComputeWorkgroupsPerDimension, this.gpu.cpu ? cpuPerOpGroups() : Infinity);
     this.perOp = p.calls.map((c) => ({ pipeline: pipes.get(c.entryPoint)!, entry: c.entry, groups: Math.min(c.width, maxGroups) }));
     return this.perOp;
   }
