@@ -360,7 +360,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
       report.predicted = executors.map(({ m, ex }) => {
         const g = ex as GpuExecutor;
-        const s = modeStructure(g.schedule, m, g.gridBarriersPerToken);
+        const s = modeStructure(g.schedule, m, g.gridBarriersPerToken, m.mode === 'per-op' ? undefined : g.stats.workgroups);
         const pr = predictMode(cfg, model.name, p, m, s, meanContext);
         const meas = results.find((r) => r.mode === m.label)!.tokensPerSecond;
         return {

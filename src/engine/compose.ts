@@ -61,12 +61,18 @@ function segment(layout: Layout, name: SlotName, r0: number): MatSegment {
   };
 }
 
-/** The WGSL function of each stage, instantiated for this layout. */
-export function stageFunctions(layout: Layout): Record<StageId, string> {
+/**
+ * The WGSL function of each stage, instantiated for this layout. With plain activations the CPU
+ * style's f32 matvecs read their input straight from `act`; through atomics they stage it once.
+ */
+export function stageFunctions(layout: Layout, handoff: Handoff = 'plain'): Record<StageId, string> {
   const c = layout.config;
   const k = layout.consts;
   const { wg, lanes } = layout.kernel;
-  const mv = { lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false, pad: layout.consts.XS_LEN > layout.tile };
+  const mv = {
+    lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false,
+    pad: layout.consts.XS_LEN > layout.tile, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
+  };
   const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
   const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
   return {
@@ -161,7 +167,7 @@ export function stageItems(id: StageId, layout: Layout): number {
  * device-model microbenchmarks' included.
  */
 export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
-  const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout);
+  const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout, handoff);
   return [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
 }
 

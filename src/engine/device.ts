@@ -25,6 +25,26 @@ export interface AcquiredDevice {
   gpu: GPU;
 }
 
+/**
+ * Workgroup size on a CPU adapter: one or two SIMD rows of its JIT (llvmpipe 8 lanes at 256 bits,
+ * SwiftShader 4), so that a workgroup barrier switches between at most two coroutines. Measured
+ * on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a norm or the sampler
+ * costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader is fastest at 8.
+ */
+export function cpuWorkgroupSize(adapterName: string): number {
+  return /swiftshader/i.test(adapterName) ? 8 : 16;
+}
+
+/**
+ * Most workgroups a per-op dispatch takes on a CPU adapter: its hardware threads (every stage
+ * walks its work items grid-stride, so any count is correct). These adapters run about one
+ * workgroup per thread at a time and pay a fixed cost per workgroup, so with 16-invocation
+ * workgroups a matvec split into 32 tiles gains nothing over the same rows in one per thread.
+ */
+export function cpuPerOpGroups(): number {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return Math.max(2, n ?? 2);
+}
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const INSTALL_HINT =
   'install a GPU driver with Vulkan support, or on Debian: libvulkan1 and mesa-vulkan-drivers from bookworm-backports (lavapipe), or chromium (SwiftShader)';

@@ -15,7 +15,7 @@ import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
 import { type BatchLayout, DEFAULT_CHUNK, batchLayout } from './batch-layout.ts';
 import { BatchRunner } from './batch-runner.ts';
-import type { AcquiredDevice } from './device.ts';
+import { type AcquiredDevice, cpuPerOpGroups, cpuWorkgroupSize } from './device.ts';
 import { type Executor, type ExecutorStats, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
@@ -103,10 +103,11 @@ export class GpuExecutor implements Executor {
     const cfg = model.config;
     const limits = device.limits;
     const kernel: KernelOptions = {
-      wg: opts.kernel?.wg ?? (gpu.cpu ? 64 : 256),
+      wg: opts.kernel?.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu.name) : 256),
       lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
       tile: opts.kernel?.tile,
       style: opts.kernel?.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
+      vec4: opts.kernel?.vec4,
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
@@ -228,7 +229,7 @@ export class GpuExecutor implements Executor {
     if (this.perOp) return this.perOp;
     const p = perOpProgram(this.schedule, this.layout);
     const pipes = await this.pipelines(p);
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const maxGroups = Math.min(this.device.limits.maxComputeWorkgroupsPerDimension, this.gpu.cpu ? cpuPerOpGroups() : Infinity);
     this.perOp = p.calls.map((c) => ({ pipeline: pipes.get(c.entryPoint)!, entry: c.entry, groups: Math.min(c.width, maxGroups) }));
     return this.perOp;
   }
@@ -438,9 +439,7 @@ export class GpuExecutor implements Executor {
   }
 
   /** Fused-kernel barriers per token (0 for per-op). */
-  get gridBarriersPerToken(): number {
-    return this.barriersPerToken;
-  }
+  get gridBarriersPerToken(): number { return this.barriersPerToken; }
 
   destroy(): void {
     for (const b of Object.values(this.buffers)) b.destroy();

@@ -50,6 +50,12 @@ export interface MatvecParams {
    * 32-value units of a packed row then read different shared-memory banks (GPUs).
    */
   pad?: boolean;
+  /**
+   * CPU adapters: f32 rows read the input straight from the activation buffer (the same index in
+   * every invocation: one scalar load, broadcast) instead of staging it in workgroup memory, which
+   * llvmpipe reads with a gather per lane. Packed rows still stage it (the unit dots read `xs`).
+   */
+  direct?: boolean;
 }
 
 /** Index of staged column `c` (a WGSL expression) in xs. */
@@ -62,6 +68,20 @@ export const unitDotName = (type: WeightType, cols: number, buf: string): string
 function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, acc: string, c0: string, len: string): string {
   const rel = seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`;
   if (type === 'f32') {
+    if (direct(p)) {
+      const x = (i: string) => `ld(${p.input} + ${i})`;
+      if (p.vec4) {
+        return `
+        let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
+        for (var c = lane; c < ${p.cols / 4}u; c += ${p.lanes}u) {
+          let i = 4u * c;
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(${x('i')}, ${x('i + 1u')}, ${x('i + 2u')}, ${x('i + 3u')}));
+        }`;
+      }
+      return `
+        let row = ${seg.base} + ${rel} * ${p.cols}u;
+        for (var c = lane; c < ${p.cols}u; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * ${x('c')}; }`;
+    }
     if (p.vec4) {
       return `
         let row = (${seg.base} + ${rel} * ${p.cols}u + ${c0}) >> 2u;
@@ -81,6 +101,12 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let u0 = (${c0}) / ${ue}u;
         let u1 = (${c0} + ${len}) / ${ue}u;
         for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}); }`;
+}
+
+/** Whether the input is read from storage, not staged (every row of the stage in f32). */
+function direct(p: MatvecParams): boolean {
+  const ops = p.b ? [p.a, p.b] : [p.a];
+  return !!p.direct && ops.every((op) => op.segs.every((s) => s.types.every((t) => t === 'f32')));
 }
 
 /** Row r's dot over one operand: picks the segment by row and the encoding by layer. */
@@ -106,9 +132,10 @@ function operandDot(p: MatvecParams, op: MatOperand, acc: string, c0: string, le
 export function matvecWgsl(p: MatvecParams): string {
   const rpi = p.wg / p.lanes;
   const items = Math.ceil(p.rows / rpi);
-  const single = p.cols <= p.tile; // the whole input fits the tile: stage it once
+  const staged = !direct(p);
+  const single = !staged || p.cols <= p.tile; // the whole input fits the tile: stage it once
   const dual = p.b !== undefined;
-  const load = (c0: string, len: string) => `
+  const load = (c0: string, len: string) => !staged ? '' : `
     workgroupBarrier();
     for (var c = lid; c < ${len}; c += WG) { xs[${xsAt(p, 'c')}] = ld(${p.input} + ${c0} + c); }
     workgroupBarrier();`;

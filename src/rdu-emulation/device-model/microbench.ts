@@ -24,6 +24,7 @@ import { BINDING, type Handoff } from '../../kernels-wgsl/common.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
 import { compileWgsl as compileModule, computePipeline } from '../../engine/compile.ts';
 import { stageItems } from '../../engine/compose.ts';
+import { cpuPerOpGroups } from '../../engine/device.ts';
 import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import { KloopError } from '../../errors.ts';
@@ -286,7 +287,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const ffn1 = buf(Math.ceil((layout.sizes.ffn1 * 4) / 16) * 16);
     const ffn3 = buf(Math.ceil((layout.sizes.ffn3 * 4) / 16) * 16);
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
-    const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension);
+    const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
     const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
     const fusedHandoff: Handoff = fusedWidth === 1 ? 'plain' : 'atomic';
     const mvPipes = new Map<Handoff, { pipe: GPUComputePipeline; bg: GPUBindGroup }>();
@@ -389,7 +390,8 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       return measured(xs);
     };
     const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
-    const maxG = device.limits.maxComputeWorkgroupsPerDimension;
+    // Per-op widths as the executor dispatches them (capped on CPU adapters).
+    const maxG = Math.min(device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
     for (const id of Object.keys(STAGES) as StageId[]) {
       const pipe = async (h: Handoff): Promise<GPUComputePipeline> => {
         device.pushErrorScope('validation');

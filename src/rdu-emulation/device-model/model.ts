@@ -100,9 +100,15 @@ export interface ModeStructure {
 /**
  * The call structure of `m` for `schedule`. `barriersPerToken` is the executor's own count
  * (GpuExecutor.gridBarriersPerToken) when known; otherwise derived from the schedule's barrier plan
- * (per-layer; the looped count needs the executor).
+ * (per-layer; the looped count needs the executor). `workgroups`: the executor's fused width.
  */
-export function modeStructure(schedule: Schedule, m: ModeSpec, barriersPerToken?: number): ModeStructure {
+export function modeStructure(schedule: Schedule, m: ModeSpec, barriersPerToken?: number, workgroups?: number): ModeStructure {
+  // A fused kernel run by ONE workgroup (CPU adapters) skips discovery (compose.ts, SINGLE).
+  const s = modeStructureOf(schedule, m, barriersPerToken);
+  return workgroups === 1 ? { ...s, discoversPerToken: 0 } : s;
+}
+
+function modeStructureOf(schedule: Schedule, m: ModeSpec, barriersPerToken?: number): ModeStructure {
   if (m.mode === 'per-op') {
     return { dispatchesPerToken: dispatchesPerStep(schedule, 'per-op'), discoversPerToken: 0, barriersPerToken: 0, submitsPerToken: 1 };
   }
