@@ -6,19 +6,13 @@
  *              call (outer loop over layers n addressing w[n], kv[n]) and the epilogue.
  * Each stage's WGSL is written once; only the glue differs.
  */
-import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
-import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
 import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
-import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
-import { matmulWgsl } from '../kernels-wgsl/matmul.wgsl.ts';
-import { type MatOperand, type MatSegment, matvecItems, matvecWgsl, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
-import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
-import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
-import { sampleWgsl } from '../kernels-wgsl/sample.wgsl.ts';
+import { matvecItems, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
-import type { Layout, SlotName } from './layout.ts';
+import type { Layout } from './layout.ts';
 import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
+import { WBUF, stageContext } from './stages.ts';
 
 function header(layout: Layout): string {
   const lines = Object.entries(layout.consts).map(([k, v]) => `const ${k}: u32 = ${v}u;`);
@@ -26,7 +20,6 @@ function header(layout: Layout): string {
   return lines.join('\n');
 }
 
-const WBUF = { emb: 'w_emb', attn: 'w_attn', ffn1: 'w_ffn1', ffn3: 'w_ffn3', ffn2: 'w_ffn2' } as const;
 
 /** Per-layer type tables (only for matrices whose encoding differs between layers). */
 function typeTables(layout: Layout): string {
@@ -50,61 +43,14 @@ function decoders(layout: Layout): string {
   return [DEQUANT_HELPERS, typeTables(layout), ...out.values(), elemWgsl(emb, 'w_emb')].join('\n');
 }
 
-/** One matrix slot as a matvec operand segment starting at output row r0. */
-function segment(layout: Layout, name: SlotName, r0: number): MatSegment {
-  const s = layout.slots[name];
-  const types = [...new Set(s.types)];
-  return {
-    r0, rows: s.rows, types,
-    base: s.stride ? `layer * ${s.stride} + ${s.off}` : s.off,
-    typeOf: types.length > 1 ? `TY_${name.toUpperCase()}[layer]` : undefined,
-  };
-}
-
 /**
- * The WGSL function of each stage, instantiated for this layout. With plain activations the CPU
+ * The WGSL function of each stage, from its STAGES declaration (stages.ts), instantiated for this
+ * layout. With plain activations the CPU
  * style's f32 matvecs read their input straight from `act`; through atomics they stage it once.
  */
 export function stageFunctions(layout: Layout, handoff: Handoff = 'plain'): Record<StageId, string> {
-  const c = layout.config;
-  const k = layout.consts;
-  const { wg, lanes } = layout.kernel;
-  const mv = {
-    lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false,
-    pad: layout.consts.XS_LEN > layout.tile, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
-  };
-  const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
-  const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
-  return {
-    embed: embedWgsl(layout.slots.emb.types[0], c.dim),
-    attn_norm: rmsnormWgsl({ name: 'attn_norm', input: 'A_X', output: 'A_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
-    qkv: matvecWgsl({
-      ...mv, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'A_XN',
-      a: { buf: 'w_attn', segs: [segment(layout, 'wq', 0), segment(layout, 'wk', k.QD), segment(layout, 'wv', k.QD + k.KVD)] },
-      epilogue: `st(A_Q + r, a0${bias});`,
-    }),
-    rope_append: ROPE_APPEND_WGSL,
-    attention: layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
-    wo_residual: matvecWgsl({
-      ...mv, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'A_ATT', a: op('wo'),
-      epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
-    }),
-    ffn_norm: rmsnormWgsl({ name: 'ffn_norm', input: 'A_H', output: 'A_XN', weights: 'w_ffn1', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
-    gate_up: matvecWgsl({
-      ...mv, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'A_XN', a: op('w1'), b: op('w3'),
-      epilogue: 'st(A_G + r, a0 / (1.0 + exp(-a0)) * a1);',
-    }),
-    down_residual: matvecWgsl({
-      ...mv, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'A_G', a: op('w2'),
-      epilogue: 'st(A_X + r, ld(A_H + r) + a0);',
-    }),
-    final_norm: rmsnormWgsl({ name: 'final_norm', input: 'A_X', output: 'A_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
-    classifier: matvecWgsl({
-      ...mv, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'A_XN', a: op('cls'),
-      epilogue: 'st(A_LOGITS + r, a0);',
-    }),
-    sample: sampleWgsl(layout.kernel.style ?? 'gpu'),
-  };
+  const x = stageContext(layout, handoff);
+  return Object.fromEntries(Object.values(STAGES).map((s) => [s.id, s.wgsl(x)])) as Record<StageId, string>;
 }
 
 /**
@@ -114,41 +60,8 @@ export function stageFunctions(layout: Layout, handoff: Handoff = 'plain'): Reco
  * batched forward returns logits.
  */
 export function batchedStageFunctions(layout: Layout): Record<StageId, string> {
-  const c = layout.config;
-  const k = layout.consts;
-  const mm = { lanes: layout.kernel.lanes, wg: layout.kernel.wg, tileCols: layout.batch!.tileCols };
-  const bias = c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '';
-  const op = (name: SlotName): MatOperand => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] });
-  return {
-    embed: embedBatchedWgsl(layout.slots.emb.types[0], c.dim),
-    attn_norm: rmsnormBatchedWgsl({ name: 'attn_norm', input: 'B_X', output: 'B_XN', weights: 'w_attn', base: 'layer * ATTN_STRIDE + ATTN_NORM_OFF' }),
-    qkv: matmulWgsl({
-      ...mm, name: 'qkv', rows: k.QD + 2 * k.KVD, cols: c.dim, input: 'B_XN + tt * DIM',
-      a: { buf: 'w_attn', segs: [segment(layout, 'wq', 0), segment(layout, 'wk', k.QD), segment(layout, 'wv', k.QD + k.KVD)] },
-      epilogue: `st(B_Q + tt * QKVR + r, v0${bias});`,
-    }),
-    rope_append: ROPE_APPEND_BATCHED_WGSL,
-    attention: ATTENTION_BATCHED_WGSL,
-    wo_residual: matmulWgsl({
-      ...mm, name: 'wo_residual', rows: c.dim, cols: k.QD, input: 'B_ATT + tt * QD', a: op('wo'),
-      epilogue: 'st(B_H + tt * DIM + r, ld(B_X + tt * DIM + r) + v0);',
-    }),
-    ffn_norm: rmsnormBatchedWgsl({ name: 'ffn_norm', input: 'B_H', output: 'B_XN', weights: 'w_ffn1', base: 'layer * FFN_STRIDE + FFN_NORM_OFF' }),
-    gate_up: matmulWgsl({
-      ...mm, name: 'gate_up', rows: c.hiddenDim, cols: c.dim, input: 'B_XN + tt * DIM', a: op('w1'), b: op('w3'),
-      epilogue: 'st(B_G + tt * HIDDEN + r, v0 / (1.0 + exp(-v0)) * v1);',
-    }),
-    down_residual: matmulWgsl({
-      ...mm, name: 'down_residual', rows: c.dim, cols: c.hiddenDim, input: 'B_G + tt * HIDDEN', a: op('w2'),
-      epilogue: 'st(B_X + tt * DIM + r, ld(B_H + tt * DIM + r) + v0);',
-    }),
-    final_norm: rmsnormBatchedWgsl({ name: 'final_norm', input: 'B_X', output: 'B_XN', weights: 'w_emb', base: 'FINAL_NORM_OFF' }),
-    classifier: matmulWgsl({
-      ...mm, name: 'classifier', rows: c.vocabSize, cols: c.dim, input: 'B_XN + tt * DIM', a: op('cls'), forcedOnly: true,
-      epilogue: 'st(B_LOGITS + tt * VOCAB + r, v0);',
-    }),
-    sample: '',
-  };
+  const x = stageContext(layout, 'plain');
+  return Object.fromEntries(Object.values(STAGES).map((s) => [s.id, s.batched(x)])) as Record<StageId, string>;
 }
 
 /** Work items of a stage (from its STAGES declaration): how many workgroups a per-op dispatch of it uses. */
