@@ -1,5 +1,5 @@
-import { deviceRowWords, TYPE_CODE, unitElems } from './dequant.wgsl.ts';
-import { type MatOperand, type MatSegment, unitDotName } from './matvec.wgsl.ts';
+import { deviceRowWords, unitElems } from './dequant.wgsl.ts';
+import { type MatOperand, type MatSegment, operandDotWgsl, unitDotName } from './matvec.wgsl.ts';
 import type { WeightType } from '../loader/types.ts';
 
 /**
@@ -50,23 +50,9 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
         }`;
 }
 
-/** Row r's dots over one operand: the segment by row, the encoding by layer. */
+/** Row r's dots over one operand (every token of the chunk): the matvec's operand walker. */
 function operandDot(p: MatmulParams, op: MatOperand, acc: string): string {
-  const segCode = (seg: MatSegment): string => {
-    if (seg.types.length === 1) return `{${dotOf(p, op.buf, seg, seg.types[0], acc)}
-      }`;
-    const cases = seg.types.map((t) => `case ${TYPE_CODE[t]}u: {${dotOf(p, op.buf, seg, t, acc)}
-        }`).join('\n        ');
-    return `{
-        switch (${seg.typeOf}) {
-        ${cases}
-        default: {}
-        }
-      }`;
-  };
-  return op.segs
-    .map((seg, i) => (i === op.segs.length - 1 ? segCode(seg) : `if (r < ${seg.r0 + seg.rows}u) ${segCode(seg)}`))
-    .join(' else ');
+  return operandDotWgsl(op, (seg, t) => dotOf(p, op.buf, seg, t, acc));
 }
 
 export function matmulWgsl(p: MatmulParams): string {

@@ -109,12 +109,16 @@ function direct(p: MatvecParams): boolean {
   return !!p.direct && ops.every((op) => op.segs.every((s) => s.types.every((t) => t === 'f32')));
 }
 
-/** Row r's dot over one operand: picks the segment by row and the encoding by layer. */
-function operandDot(p: MatvecParams, op: MatOperand, acc: string, c0: string, len: string): string {
+/**
+ * Row r's dot over one operand, for the matvec and the batched matmul alike: picks the segment
+ * by row and the encoding by layer (a switch on the layer's type code); `dot` writes one
+ * segment's loop in one encoding.
+ */
+export function operandDotWgsl(op: MatOperand, dot: (seg: MatSegment, type: WeightType) => string): string {
   const segCode = (seg: MatSegment): string => {
-    if (seg.types.length === 1) return `{${dotOf(p, op.buf, seg, seg.types[0], acc, c0, len)}
+    if (seg.types.length === 1) return `{${dot(seg, seg.types[0])}
       }`;
-    const cases = seg.types.map((t) => `case ${TYPE_CODE[t]}u: {${dotOf(p, op.buf, seg, t, acc, c0, len)}
+    const cases = seg.types.map((t) => `case ${TYPE_CODE[t]}u: {${dot(seg, t)}
         }`).join('\n        ');
     return `{
         switch (${seg.typeOf}) {
@@ -123,10 +127,14 @@ function operandDot(p: MatvecParams, op: MatOperand, acc: string, c0: string, le
         }
       }`;
   };
-  if (op.segs.length === 1) return segCode(op.segs[0]);
   return op.segs
-    .map((seg, i) => (i === op.segs.length - 1 ? `${segCode(seg)}` : `if (r < ${seg.r0 + seg.rows}u) ${segCode(seg)}`))
+    .map((seg, i) => (i === op.segs.length - 1 ? segCode(seg) : `if (r < ${seg.r0 + seg.rows}u) ${segCode(seg)}`))
     .join(' else ');
+}
+
+/** Row r's dot over one operand of the matvec, columns [c0, c0 + len). */
+function operandDot(p: MatvecParams, op: MatOperand, acc: string, c0: string, len: string): string {
+  return operandDotWgsl(op, (seg, t) => dotOf(p, op.buf, seg, t, acc, c0, len));
 }
 
 export function matvecWgsl(p: MatvecParams): string {

@@ -19,7 +19,7 @@ export const SYNTHETIC_SHAPES: Record<string, Shape> = {
 };
 
 /** mulberry32: small, fast, seeded. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -13,7 +13,7 @@ import { loadModel } from '../../src/loader/index.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
 import { modelsDir } from '../helpers/paths.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
-import { argmaxOf, relError, testDevice } from '../helpers/gpu.ts';
+import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 
 const base = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: true };
 const SHAPES = {
@@ -25,19 +25,8 @@ const SHAPES = {
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
 
-async function compare(model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 12): Promise<void> {
-  const ref = await createExecutor(model, 'reference', testDevice);
-  const ex = await createExecutor(model, mode, testDevice, { ...opts, poison: true });
-  all.push(ex);
-  const tokens = Array.from({ length: steps }, (_, i) => (i * 37 + 11) % model.config.vocabSize);
-  for (let p = 0; p < steps; p++) {
-    const want = await ref.forward(tokens[p], p);
-    const got = await ex.forward(tokens[p], p);
-    expect(got.every(Number.isFinite), `position ${p}: unwritten logits`).toBe(true);
-    expect(relError(got, want), `position ${p}`).toBeLessThan(1e-4);
-    expect(argmaxOf(got)).toBe(argmaxOf(want));
-  }
-}
+const compare = (model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 12): Promise<void> =>
+  compareWithReference(model, mode, opts, steps, all);
 
 describe('per-op kernels against the CPU reference', () => {
   it.each([

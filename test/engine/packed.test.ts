@@ -10,7 +10,7 @@ import type { GpuOptions } from '../../src/engine/gpu-executor.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
 import type { LoadedModel, WeightType } from '../../src/loader/types.ts';
-import { argmaxOf, relError, testDevice } from '../helpers/gpu.ts';
+import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 import { withPackedWeights } from '../helpers/packed.ts';
 
 const shape = {
@@ -28,19 +28,8 @@ const mixed = (): LoadedModel =>
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
 
-async function compare(model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 8): Promise<void> {
-  const ref = await createExecutor(model, 'reference', testDevice);
-  const ex = await createExecutor(model, mode, testDevice, { ...opts, poison: true });
-  all.push(ex);
-  const tokens = Array.from({ length: steps }, (_, i) => (i * 37 + 11) % model.config.vocabSize);
-  for (let p = 0; p < steps; p++) {
-    const want = await ref.forward(tokens[p], p);
-    const got = await ex.forward(tokens[p], p);
-    expect(got.every(Number.isFinite), `position ${p}: unwritten logits`).toBe(true);
-    expect(relError(got, want), `position ${p}`).toBeLessThan(1e-4);
-    expect(argmaxOf(got)).toBe(argmaxOf(want));
-  }
-}
+const compare = (model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 8): Promise<void> =>
+  compareWithReference(model, mode, opts, steps, all);
 
 describe('packed weights against the CPU reference', () => {
   it('the reference decodes every encoding (logits are not trivially equal)', async () => {

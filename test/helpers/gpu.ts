@@ -1,5 +1,9 @@
 /** One WebGPU device per test worker, and small comparison helpers shared by the GPU tests. */
+import { expect } from 'vitest';
 import { type AcquiredDevice, acquireDevice } from '../../src/engine/device.ts';
+import { type Executor, type Mode, createExecutor } from '../../src/engine/executor.ts';
+import type { GpuOptions } from '../../src/engine/gpu-executor.ts';
+import type { LoadedModel } from '../../src/loader/types.ts';
 
 let device: Promise<AcquiredDevice> | undefined;
 
@@ -24,4 +28,23 @@ export function argmaxOf(a: ArrayLike<number>): number {
   let b = 0;
   for (let i = 1; i < a.length; i++) if (a[i] > a[b]) b = i;
   return b;
+}
+
+/**
+ * Teacher-forces `steps` tokens through `mode` (activations poisoned with NaN before every step)
+ * and the CPU reference: every logits row finite, within 1e-4 relative error, the same top-1.
+ * The executor is pushed onto `keep` so the caller destroys it.
+ */
+export async function compareWithReference(model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps: number, keep: Executor[]): Promise<void> {
+  const ref = await createExecutor(model, 'reference', testDevice);
+  const ex = await createExecutor(model, mode, testDevice, { ...opts, poison: true });
+  keep.push(ex);
+  const tokens = Array.from({ length: steps }, (_, i) => (i * 37 + 11) % model.config.vocabSize);
+  for (let p = 0; p < steps; p++) {
+    const want = await ref.forward(tokens[p], p);
+    const got = await ex.forward(tokens[p], p);
+    expect(got.every(Number.isFinite), `position ${p}: unwritten logits`).toBe(true);
+    expect(relError(got, want), `position ${p}`).toBeLessThan(1e-4);
+    expect(argmaxOf(got)).toBe(argmaxOf(want));
+  }
 }

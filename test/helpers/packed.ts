@@ -3,20 +3,8 @@
  * random, the block scales giving a trained layer's spread). The CPU reference and the kernels
  * decode the same bytes, so the tests check decoding and accumulation, not a quantizer.
  */
-import { randomMatrix } from '../../src/loader/synthetic.ts';
+import { randomMatrix, rng } from '../../src/loader/synthetic.ts';
 import type { LoadedModel, Matrix, WeightType } from '../../src/loader/types.ts';
-
-/** mulberry32. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * `model` with its matrices re-encoded: `pick(layer, name)` gives each matrix's type (layer -1:
