@@ -36,13 +36,12 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const c = base.config;
   const k = base.consts;
   if (!Number.isInteger(want) || want < 1) throw new KloopError(`prefill chunk: must be a positive integer (got ${want})`);
-  // Workgroup memory besides xs: red, redi (WG) + scores (context) + qs (HD) + a few words.
-  const fixed = (2 * base.kernel.wg + base.context + c.headDim + 16) * 4;
+  // Workgroup memory besides xs: red (max(WG, T)), redi (WG) + scores (context) + qs (HD) + a few words.
+  const fixed = (base.kernel.wg + Math.max(base.kernel.wg, MAX_TOKENS_PER_DISPATCH) + base.context + c.headDim + 16) * 4;
   const room = Math.floor((workgroupStorage - fixed) / 4);
   const maxCols = Math.max(c.dim, k.QD, c.hiddenDim);
-  // Per-token normalisation factors live in `red` (WG entries): T <= WG.
-  // A power of two, so that it divides the workgroup (the CPU matmul maps invocations to (row, token)).
-  let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context, base.kernel.wg)));
+  // A power of two; per-token normalisation factors live in `red` (RED_LEN = max(WG, T) entries).
+  let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context)));
   let tileCols = 0;
   for (; chunk >= 1; chunk = Math.floor(chunk / 2)) {
     const per = Math.floor(room / chunk);
@@ -64,6 +63,7 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
     TILE: chunk * tileCols,
     // The batched matmul stages its chunk unpadded: xs holds exactly TILE values.
     XS_LEN: chunk * tileCols,
+    RED_LEN: Math.max(k.WG, chunk),
     CHUNK: chunk,
     BT: tileCols,
     QKVR: qkvRows,

@@ -4,6 +4,7 @@
  * SwiftShader; `--adapter NAME` picks one by (case-insensitive) substring. The device is
  * requested with the adapter's real limits, never the spec maxima assumed.
  */
+import { probeLockstep } from './lockstep.ts';
 import { KloopError } from '../errors.ts';
 
 export interface AdapterDescription {
@@ -23,16 +24,23 @@ export interface AcquiredDevice {
   features: string[];
   /** The navigator.gpu object the adapter came from: kept alive as long as the device. */
   gpu: GPU;
+  /**
+   * CPU adapters: the workgroup size the adapter runs as one SIMD row in lockstep (measured,
+   * lockstep.ts), 0 when none; such adapters get the barrier-free kernel form. 0 on GPUs.
+   */
+  lockstepWidth: number;
 }
 
 /**
- * Workgroup size on a CPU adapter: one or two SIMD rows of its JIT (llvmpipe 8 lanes at 256 bits,
- * SwiftShader 4), so that a workgroup barrier switches between at most two coroutines. Measured
+ * Workgroup size on a CPU adapter: its lockstep width when it has one (one SIMD row, no
+ * barriers: llvmpipe with AVX), else one or two SIMD rows of its JIT (llvmpipe 8 lanes at 256
+ * bits, SwiftShader 4), so that a workgroup barrier switches between at most two coroutines. Measured
  * on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a norm or the sampler
  * costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader is fastest at 8.
  */
-export function cpuWorkgroupSize(adapterName: string): number {
-  return /swiftshader/i.test(adapterName) ? 8 : 16;
+export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
+  if (gpu.lockstepWidth > 0) return gpu.lockstepWidth;
+  return /swiftshader/i.test(gpu.name) ? 8 : 16;
 }
 
 /**
@@ -109,7 +117,8 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const requiredFeatures = (['shader-f16', 'timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = describe(adapter);
-  return { device, adapter, info, name, cpu: cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`), features, gpu };
+  const cpu = cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`);
+  return { device, adapter, info, name, cpu, features, gpu, lockstepWidth: cpu ? await probeLockstep(device) : 0 };
 }
 
 /**

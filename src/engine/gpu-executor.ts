@@ -103,13 +103,19 @@ export class GpuExecutor implements Executor {
     const cfg = model.config;
     const limits = device.limits;
     const kernel: KernelOptions = {
-      wg: opts.kernel?.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu.name) : 256),
+      wg: opts.kernel?.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256),
       lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
       tile: opts.kernel?.tile,
       style: opts.kernel?.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
       vec4: opts.kernel?.vec4,
     };
     if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
+    // The barrier-free form where the adapter runs the workgroup as one row (lockstep.ts).
+    const lockstep = kernel.style === 'cpu' && gpu.lockstepWidth > 0 && kernel.wg <= gpu.lockstepWidth;
+    if (opts.kernel?.lockstep && !lockstep) {
+      throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);
+    }
+    kernel.lockstep = opts.kernel?.lockstep ?? lockstep;
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
       throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);

@@ -31,6 +31,11 @@ export interface KernelOptions {
   vec4?: boolean;
   /** Pad the matvec's staged input by a word per 32 values (see MatvecParams.pad). Default off. */
   padStaging?: boolean;
+  /**
+   * The workgroup runs as one SIMD row in lockstep (measured per adapter, engine/lockstep.ts):
+   * kernels without grid sync are composed without barriers (kernels-wgsl/lockstep.wgsl.ts).
+   */
+  lockstep?: boolean;
 }
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
@@ -214,7 +219,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
 
   const dw = Math.min(headDim, wg);
   const consts: Record<string, number> = {
-    WG: wg, LANES: lanes, TILE: tile, XS_LEN: pad ? tile + tile / 32 : tile,
+    WG: wg, LANES: lanes, TILE: tile, XS_LEN: pad ? tile + tile / 32 : tile, RED_LEN: wg,
     DIM: dim, HIDDEN: hiddenDim, NH: nHeads, NKV: nKvHeads, HD: headDim, QD: qDim, KVD: kvDim,
     GROUP: nHeads / nKvHeads, VOCAB: vocabSize, SEQ: context, NLAYERS: nLayers,
     DW: dw, PG: Math.floor(wg / dw),

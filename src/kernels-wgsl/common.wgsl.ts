@@ -79,7 +79,7 @@ ${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
 @group(0) @binding(${BINDING.ctl}) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
 
 var<workgroup> xs: array<f32, XS_LEN>;   // input vector tile of a matvec (TILE values, padded on GPUs)
-var<workgroup> red: array<f32, WG>;      // reductions
+var<workgroup> red: array<f32, RED_LEN>; // reductions (WG), per-token factors of a chunk (CHUNK)
 var<workgroup> redi: array<u32, WG>;     // index reductions (argmax)
 var<workgroup> scores: array<f32, SEQ>;  // attention scores of one head
 var<workgroup> qs: array<f32, HD>;       // one query head
