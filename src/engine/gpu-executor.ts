@@ -353,7 +353,7 @@ export class GpuExecutor implements Executor {
     this.stats.dispatches += dispatches.length;
     this.stats.submits += 1;
     try {
-      await b.staging.mapAsync(GPUMapMode.READ);
+      await b.staging.mapAsync(GPUMapMode.READ, 0, wantLogits ? logitsAt + k.VOCAB * 4 : ctlBytes);
     } catch (e) {
       throw new KloopError(`WebGPU device lost: ${this.lost ?? (e as Error).message}`);
     }
