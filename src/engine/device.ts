@@ -5,7 +5,8 @@
  * requested with the adapter's real limits, never the spec maxima assumed.
  */
 import { probeLockstep } from './lockstep.ts';
-import { KloopError } from '../errors.ts';
+import { KloopError, OptionError } from '../errors.ts';
+import type { KernelOptions } from './layout.ts';
 
 export interface AdapterDescription {
   vendor: string;
@@ -41,6 +42,28 @@ export interface AcquiredDevice {
 export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
   if (gpu.lockstepWidth > 0) return gpu.lockstepWidth;
   return /swiftshader/i.test(gpu.name) ? 8 : 16;
+}
+
+/**
+ * The kernel options for this adapter: `want`'s fields, the adapter's defaults for the rest (CPU
+ * adapters: the 'cpu' style, one invocation per row, the lockstep form where the adapter runs
+ * the workgroup as one row; GPUs: 256 invocations, 32 per row). Asking for lockstep where the
+ * probe did not find it is an OptionError.
+ */
+export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}): KernelOptions {
+  const kernel: KernelOptions = {
+    wg: Math.min(want.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256), gpu.device.limits.maxComputeInvocationsPerWorkgroup),
+    lanes: want.lanes ?? (gpu.cpu ? 1 : 32),
+    tile: want.tile,
+    style: want.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
+    vec4: want.vec4,
+    padStaging: want.padStaging,
+  };
+  const lockstep = kernel.style === 'cpu' && gpu.lockstepWidth > 0 && kernel.wg <= gpu.lockstepWidth;
+  if (want.lockstep && !lockstep) {
+    throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);
+  }
+  return { ...kernel, lockstep: want.lockstep ?? lockstep };
 }
 
 /**

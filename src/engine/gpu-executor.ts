@@ -15,7 +15,7 @@ import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
 import { type BatchLayout, DEFAULT_CHUNK, batchLayout } from './batch-layout.ts';
 import { BatchRunner } from './batch-runner.ts';
-import { type AcquiredDevice, cpuPerOpGroups, cpuWorkgroupSize } from './device.ts';
+import { type AcquiredDevice, adapterKernel, cpuPerOpGroups } from './device.ts';
 import { type Executor, type ExecutorStats, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
@@ -102,20 +102,7 @@ export class GpuExecutor implements Executor {
     const device = (this.device = gpu.device);
     const cfg = model.config;
     const limits = device.limits;
-    const kernel: KernelOptions = {
-      wg: opts.kernel?.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256),
-      lanes: opts.kernel?.lanes ?? (gpu.cpu ? 1 : 32),
-      tile: opts.kernel?.tile,
-      style: opts.kernel?.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
-      vec4: opts.kernel?.vec4,
-    };
-    if (kernel.wg > limits.maxComputeInvocationsPerWorkgroup) kernel.wg = limits.maxComputeInvocationsPerWorkgroup;
-    // The barrier-free form where the adapter runs the workgroup as one row (lockstep.ts).
-    const lockstep = kernel.style === 'cpu' && gpu.lockstepWidth > 0 && kernel.wg <= gpu.lockstepWidth;
-    if (opts.kernel?.lockstep && !lockstep) {
-      throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);
-    }
-    kernel.lockstep = opts.kernel?.lockstep ?? lockstep;
+    const kernel = adapterKernel(gpu, opts.kernel);
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
       throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);

@@ -6,6 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
+import { adapterKernel } from '../../src/engine/device.ts';
 import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
 import { fusedProgram, kernelSchedules, perOpProgram } from '../../src/engine/program.ts';
 import { runsInLockstep } from '../../src/engine/lockstep.ts';
@@ -63,6 +64,16 @@ describe('the executor picks the lockstep form only where it holds', () => {
     // Several workgroups synchronising through atomics keep every barrier.
     expect(fusedProgram('looped', { schedule, looped }, ex.layout, 'atomic').code).toMatch(/workgroupBarrier/);
   }, 300_000);
+
+  it('given kernel options reach the layout; the adapter fills in the rest', async () => {
+    const gpu = await testDevice();
+    const k = adapterKernel(gpu, { style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: true });
+    expect(k).toMatchObject({ style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: true, lockstep: false });
+    const ex = (await createExecutor(syntheticModel(shape, 5), 'per-op', testDevice, { kernel: { style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: true } })) as GpuExecutor;
+    all.push(ex);
+    expect(ex.layout.consts.XS_LEN).toBe(128 + 128 / 32); // padded: a word per 32
+    expect(adapterKernel(gpu).style).toBe(gpu.cpu ? 'cpu' : 'gpu');
+  }, 120_000);
 
   it('asking for lockstep where the adapter does not run it is an error naming the option', async () => {
     await expect(createExecutor(syntheticModel(shape, 5), 'per-op', testDevice, { kernel: { wg: 64, lockstep: true } })).rejects.toThrow(/lockstep.*64-invocation/);
