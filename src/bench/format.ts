@@ -61,14 +61,14 @@ export function formatReport(r: BenchReport, markdown = false): string {
   if (r.deviceModel) {
     const d = r.deviceModel;
     out.push(
-      `device model: dispatch ${f(d.dispatchUs)} us, submit round trip ${f(d.roundTripUs)} us, grid barrier ${f(d.barrierUs)} us ` +
+      `device model: empty-kernel dispatch ${f(d.dispatchUs)} us, empty submit round trip ${f(d.roundTripUs)} us, grid barrier ${f(d.barrierUs)} us ` +
         `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined; ${d.stepParticipants} join with the executor's step poll budget), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
         `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width), ` +
         `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op width) / ${f(d.stageMsPerToken.fused)} ms/token (fused width)`,
     );
     if (r.predicted) {
       out.push(
-        'predicted ms/token = kernel + dispatch + barrier + round trip: ' +
+        'predicted ms/token = kernel + dispatch + barrier + round trip (dispatch and round trip: each mode\'s own kernels launched with no work): ' +
           r.predicted.map((p) => `${p.mode} ${f(p.breakdownMs.kernel)} + ${f(p.breakdownMs.dispatch)} + ${f(p.breakdownMs.barrier)} + ${f(p.breakdownMs.roundTrip)}`).join('; '),
       );
     }

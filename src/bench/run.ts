@@ -358,10 +358,18 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     if (dm) {
       const p: DeviceParameters = deviceParameters(gpu.name, dm, (executors[0]!.ex as GpuExecutor).schedule);
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
-      report.predicted = executors.map(({ m, ex }) => {
+      // Launch and round trip per mode, through the executor's own kernels and submit path (a
+      // large kernel costs more to launch than the microbenchmarks' empty one); discovery, when a
+      // kernel runs it, is inside the launch.
+      const overheads: { launch: number; roundTrip: number }[] = [];
+      for (const { ex } of executors) overheads.push(await (ex as GpuExecutor).overheads());
+      report.predicted = executors.map(({ m, ex }, i) => {
         const g = ex as GpuExecutor;
         const s = modeStructure(g.schedule, m, g.gridBarriersPerToken, m.mode === 'per-op' ? undefined : g.stats.workgroups);
-        const pr = predictMode(cfg, model.name, p, m, s, meanContext);
+        const o = overheads[i]!;
+        const perSubmit = s.dispatchesPerToken / s.submitsPerToken;
+        const pm: DeviceParameters = { ...p, dispatchSeconds: o.launch / perSubmit, roundTripSeconds: o.roundTrip, discoverSeconds: 0 };
+        const pr = predictMode(cfg, model.name, pm, m, s, meanContext);
         const meas = results.find((r) => r.mode === m.label)!.tokensPerSecond;
         return {
           mode: m.label,

@@ -16,6 +16,7 @@ import { compileWgsl, computePipeline } from './compile.ts';
 import { type BatchLayout, DEFAULT_CHUNK, batchLayout } from './batch-layout.ts';
 import { BatchRunner } from './batch-runner.ts';
 import { type AcquiredDevice, adapterKernel, cpuPerOpGroups } from './device.ts';
+import { type StepOverheads, measureOverheads } from './overheads.ts';
 import { type Executor, type ExecutorStats, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
 import { GREEDY, type SamplingOptions } from './sampler.ts';
@@ -433,6 +434,13 @@ export class GpuExecutor implements Executor {
 
   /** Fused-kernel barriers per token (0 for per-op). */
   get gridBarriersPerToken(): number { return this.barriersPerToken; }
+
+  /** Launch and round-trip seconds of one step of this mode, measured with its own kernels (overheads.ts). */
+  async overheads(repeats = 9): Promise<StepOverheads> {
+    const one = this.mode === 'per-op' ? (this.perOp ?? (await this.buildPerOp())) : this.fused!;
+    const params = { pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: this.stats.workgroups || 1 };
+    return measureOverheads((copies) => this.submit(Array.from({ length: copies }, () => one).flat(), params), repeats);
+  }
 
   destroy(): void {
     for (const b of Object.values(this.buffers)) b.destroy();

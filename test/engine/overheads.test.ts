@@ -1,0 +1,44 @@
+/**
+ * Step overheads (engine/overheads.ts): the launch and round-trip split is recovered from a
+ * submit of known cost, and an executor measures its own kernels (per-op launches 44 kernels a
+ * step, looped one).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { type Executor, createExecutor } from '../../src/engine/executor.ts';
+import type { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { measureOverheads } from '../../src/engine/overheads.ts';
+import { GREEDY } from '../../src/engine/sampler.ts';
+import { loadModel } from '../../src/loader/index.ts';
+import { modelsDir } from '../helpers/paths.ts';
+import { testDevice } from '../helpers/gpu.ts';
+
+const all: Executor[] = [];
+afterAll(() => all.forEach((e) => e.destroy()));
+
+describe('step overheads', () => {
+  it('splits a submit of 4 ms plus 1 ms a step into its launch and round trip', async () => {
+    let clock = 0;
+    // Every third submit is slowed by 3 ms (a busy machine): the medians ignore it.
+    let n = 0;
+    const o = await measureOverheads(async (copies) => { clock += 4 + copies + (++n % 3 === 0 ? 3 : 0); }, 9, () => clock);
+    expect(o.launch * 1e3).toBeCloseTo(1, 9);
+    expect(o.roundTrip * 1e3).toBeCloseTo(4, 9);
+  });
+
+  it("an executor measures its own mode's kernels: per-op launches 44 kernels a step, looped one", async () => {
+    const model = await loadModel(path.join(modelsDir, 'stories260K', 'stories260K.bin'));
+    const perOp = (await createExecutor(model, 'per-op', testDevice)) as GpuExecutor;
+    const looped = (await createExecutor(model, 'looped', testDevice)) as GpuExecutor;
+    all.push(perOp, looped);
+    const a = await perOp.overheads(5);
+    const b = await looped.overheads(5);
+    for (const o of [a, b]) {
+      expect(Number.isFinite(o.launch) && Number.isFinite(o.roundTrip)).toBe(true);
+      expect(o.roundTrip).toBeGreaterThan(0);
+    }
+    expect(a.launch).toBeGreaterThan(b.launch);
+    // The executor still decodes after the empty steps (its control words were cleared).
+    expect(await looped.decode([1], 0, 4, GREEDY)).toHaveLength(4);
+  }, 120_000);
+});
