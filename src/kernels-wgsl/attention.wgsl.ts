@@ -59,7 +59,10 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
 /**
  * Stage `attention`, serial form (CPU adapters): one invocation per query head walks the
  * positions once with an online softmax (running max and sum, rescaling the accumulator), so
- * the stage has no barrier at all. Same work split (one KV head per work item) as the parallel form.
+ * the stage has no barrier at all. Same work split (one KV head per work item) as the parallel
+ * form; the query heads of ALL this work item's KV heads are spread over the lanes together
+ * (with one KV head at a time only GROUP lanes of a SIMD row had work: stories260K's
+ * attention, 8 heads over 4 KV heads, took 29 us a call on lavapipe that way).
  */
 export const ATTENTION_SERIAL_WGSL = /* wgsl */ `
 fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
@@ -68,9 +71,12 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let kbase = (layer * 2u) * SEQ * KVD;
   let vbase = (layer * 2u + 1u) * SEQ * KVD;
   let scale = 1.0 / sqrt(f32(HD));
-  for (var h = t; h < NKV; h += n) {
-    for (var g = lid; g < GROUP; g += WG) {
-      let qh = h * GROUP + g;
+  // This work item's KV heads (t, t + n, ...) flattened with their query heads.
+  let mine = (NKV - t + n - 1u) / n;
+  for (var f = lid; f < mine * GROUP; f += WG) {
+    let h = t + (f / GROUP) * n;
+    {
+      let qh = h * GROUP + f % GROUP;
       var q: array<f32, HD>;
       var acc: array<f32, HD>;
       for (var d = 0u; d < HD; d++) { q[d] = ld(A_Q + qh * HD + d); acc[d] = 0.0; }
