@@ -119,7 +119,7 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
       io.err(
         `${model.name} ${mode}${kNote} on ${adapter.name}: ${r.tokens.length} tokens (${r.stoppedAt}), ` +
           `${stats.tokensPerSecond.toFixed(1)} tok/s, ${stats.msPerToken.toFixed(3)} ms/token, ` +
-          `${stats.dispatchesPerToken.toFixed(2)} dispatches/token; prefill ${r.promptTokens.length} tokens at ` +
+          `${stats.dispatchesPerToken.toFixed(2)} dispatches/token; prefill ${r.promptTokens.length} token${r.promptTokens.length === 1 ? '' : 's'} at ` +
           `${stats.prefillTokensPerSecond.toFixed(1)} tok/s (first token after ${stats.timeToFirstTokenMs.toFixed(1)} ms)${sp}${fb}\n`,
       );
     }
