@@ -20,11 +20,14 @@ export async function runsInLockstep(device: GPUDevice, width: number): Promise<
   const out = device.createBuffer({ size: words * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   const read = device.createBuffer({ size: words * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
+    // The scope is popped whatever happens, so that a failed probe leaves none behind.
     device.pushErrorScope('validation');
-    const module = device.createShaderModule({ code: lockstepProbeWgsl(width) });
-    const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'probe' } });
-    const bind = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] });
-    if (await device.popErrorScope()) return false;
+    const built = await device
+      .createComputePipelineAsync({ layout: 'auto', compute: { module: device.createShaderModule({ code: lockstepProbeWgsl(width) }), entryPoint: 'probe' } })
+      .then((pipeline) => ({ pipeline, bind: device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] }) }))
+      .catch(() => undefined);
+    if ((await device.popErrorScope()) || !built) return false;
+    const { pipeline, bind } = built;
     const want = lockstepProbeExpected(width, GROUPS);
     for (let run = 0; run < 2; run++) {
       // Poisoned before each run: a value left from the last run cannot pass.
