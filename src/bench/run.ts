@@ -20,6 +20,7 @@ import type { GpuExecutor } from '../engine/gpu-executor.ts';
 import { Session, parameterCount } from '../engine/session.ts';
 import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
 import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
+import type { StepOverheads } from '../engine/overheads.ts';
 import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
 import { type Peer, findGguf, llamaCppPeer } from './peers.ts';
@@ -361,7 +362,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       // Launch and round trip per mode, through the executor's own kernels and submit path (a
       // large kernel costs more to launch than the microbenchmarks' empty one); discovery, when a
       // kernel runs it, is inside the launch.
-      const overheads: { launch: number; roundTrip: number }[] = [];
+      const overheads: StepOverheads[] = [];
       for (const { ex } of executors) overheads.push(await (ex as GpuExecutor).overheads());
       report.predicted = executors.map(({ m, ex }, i) => {
         const g = ex as GpuExecutor;

@@ -39,7 +39,7 @@ export interface AcquiredDevice {
  * on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a norm or the sampler
  * costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader is fastest at 8.
  */
-export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
+function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
   if (gpu.lockstepWidth > 0) return gpu.lockstepWidth;
   return /swiftshader/i.test(gpu.name) ? 8 : 16;
 }

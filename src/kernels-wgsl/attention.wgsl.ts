@@ -57,29 +57,17 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
 `;
 
 /**
- * Stage `attention`, serial form (CPU adapters): one invocation per query head walks the
- * positions once with an online softmax (running max and sum, rescaling the accumulator), so
- * the stage has no barrier at all. Same work split (one KV head per work item) as the parallel
- * form; the query heads of ALL this work item's KV heads are spread over the lanes together
- * (with one KV head at a time only GROUP lanes of a SIMD row had work: stories260K's
- * attention, 8 heads over 4 KV heads, took 29 us a call on lavapipe that way).
+ * One query head `qh` of KV head `h` over positions [0, len), one invocation, with an online
+ * softmax (running max and sum, rescaling the accumulator): no barrier, no scores buffer. `q`
+ * and `out` are WGSL expressions of the head's first query value (in `act`) and output index.
+ * Needs kbase, vbase, scale, h, qh and len in scope. The serial decode form and the batched
+ * form both run it.
  */
-export const ATTENTION_SERIAL_WGSL = /* wgsl */ `
-fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
-  let pos = step.pos + j;
-  let len = pos + 1u;
-  let kbase = (layer * 2u) * SEQ * KVD;
-  let vbase = (layer * 2u + 1u) * SEQ * KVD;
-  let scale = 1.0 / sqrt(f32(HD));
-  // This work item's KV heads (t, t + n, ...) flattened with their query heads.
-  let mine = (NKV - t + n - 1u) / n;
-  for (var f = lid; f < mine * GROUP; f += WG) {
-    let h = t + (f / GROUP) * n;
-    {
-      let qh = h * GROUP + f % GROUP;
+export const attendHeadWgsl = (q: string, out: string): string => `
       var q: array<f32, HD>;
       var acc: array<f32, HD>;
-      for (var d = 0u; d < HD; d++) { q[d] = ld(A_Q + qh * HD + d); acc[d] = 0.0; }
+      // Zeroed explicitly: a declaration inside a loop is not re-initialised on every compiler.
+      for (var d = 0u; d < HD; d++) { q[d] = ld(${q} + d); acc[d] = 0.0; }
       var m = -3.402823e38;
       var sum = 0.0;
       for (var p = 0u; p < len; p++) {
@@ -89,13 +77,33 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
         s = s * scale;
         let mn = max(m, s);
         let corr = exp(m - mn);
-        let e = exp(s - mn);
-        sum = sum * corr + e;
+        let ex = exp(s - mn);
+        sum = sum * corr + ex;
         let vb = vbase + p * KVD + h * HD;
-        for (var d = 0u; d < HD; d++) { acc[d] = acc[d] * corr + e * kv[vb + d]; }
+        for (var d = 0u; d < HD; d++) { acc[d] = acc[d] * corr + ex * kv[vb + d]; }
         m = mn;
       }
-      for (var d = 0u; d < HD; d++) { st(A_ATT + qh * HD + d, acc[d] / sum); }
+      for (var d = 0u; d < HD; d++) { st(${out} + d, acc[d] / sum); }`;
+
+/**
+ * Stage `attention`, serial form (CPU adapters): one invocation per query head (attendHeadWgsl),
+ * so the stage has no barrier at all. Same work split (one KV head per work item) as the parallel
+ * form; the query heads of ALL this work item's KV heads are spread over the lanes together
+ * (with one KV head at a time only GROUP lanes of a SIMD row had work: stories260K's
+ * attention, 8 heads over 4 KV heads, took 29 us a call on lavapipe that way).
+ */
+export const ATTENTION_SERIAL_WGSL = /* wgsl */ `
+fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  let len = step.pos + j + 1u;
+  let kbase = (layer * 2u) * SEQ * KVD;
+  let vbase = (layer * 2u + 1u) * SEQ * KVD;
+  let scale = 1.0 / sqrt(f32(HD));
+  // This work item's KV heads (t, t + n, ...) flattened with their query heads.
+  let mine = (NKV - t + n - 1u) / n;
+  for (var f = lid; f < mine * GROUP; f += WG) {
+    let h = t + (f / GROUP) * n;
+    let qh = h * GROUP + f % GROUP;
+    {${attendHeadWgsl('A_Q + qh * HD', 'A_ATT + qh * HD')}
     }
   }
 }

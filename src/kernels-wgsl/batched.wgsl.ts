@@ -1,4 +1,5 @@
 import type { WeightType } from '../loader/types.ts';
+import { attendHeadWgsl } from './attention.wgsl.ts';
 import { deviceRowWords } from './dequant.wgsl.ts';
 
 /**
@@ -110,26 +111,7 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       let tt = e / GROUP;
       let qh = h * GROUP + e % GROUP;
       let len = step.pos + tt + 1u;
-      var q: array<f32, HD>;
-      var acc: array<f32, HD>;
-      // Zeroed explicitly: a declaration inside a loop is not re-initialised on every compiler.
-      for (var d = 0u; d < HD; d++) { q[d] = ld(B_Q + tt * QKVR + qh * HD + d); acc[d] = 0.0; }
-      var m = -3.402823e38;
-      var sum = 0.0;
-      for (var p = 0u; p < len; p++) {
-        let kb = kbase + p * KVD + h * HD;
-        var s = 0.0;
-        for (var d = 0u; d < HD; d++) { s = s + q[d] * kv[kb + d]; }
-        s = s * scale;
-        let mn = max(m, s);
-        let corr = exp(m - mn);
-        let ex = exp(s - mn);
-        sum = sum * corr + ex;
-        let vb = vbase + p * KVD + h * HD;
-        for (var d = 0u; d < HD; d++) { acc[d] = acc[d] * corr + ex * kv[vb + d]; }
-        m = mn;
-      }
-      for (var d = 0u; d < HD; d++) { st(B_ATT + tt * QD + qh * HD + d, acc[d] / sum); }
+${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD')}
     }
   }
 }

@@ -75,7 +75,7 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
         for (var c = lane; c < ${p.cols / 4}u; c += ${p.lanes}u) {
           let i = 4u * c;
-          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(${x('i')}, ${x('i + 1u')}, ${x('i + 2u')}, ${x('i + 3u')}));
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), ${directInput4(p)});
         }`;
       }
       return `
@@ -103,6 +103,10 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}); }`;
 }
 
+/** The input values 4c .. 4c + 3 read straight from `act` (the direct form; `i` = 4c in scope). */
+const directInput4 = (p: MatvecParams): string =>
+  `vec4<f32>(${[0, 1, 2, 3].map((d) => `ld(${p.input} + i${d ? ` + ${d}u` : ''})`).join(', ')})`;
+
 /**
  * gate/up in the CPU form (both matrices one f32 segment, vec4 words, the input from storage):
  * ONE column loop feeding both dots, so each input value is loaded once for the two rows.
@@ -114,13 +118,12 @@ function directPair(p: MatvecParams): string | undefined {
   if (!b || !direct(p) || !p.vec4 || p.lanes !== 1 || p.a.segs.length !== 1 || b.segs.length !== 1) return undefined;
   const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
   if (sa.types.length !== 1 || sb.types.length !== 1 || sa.r0 !== 0 || sb.r0 !== 0) return undefined;
-  const x = (i: string) => `ld(${p.input} + ${i})`;
   return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
         let rb = (${sb.base} + r * ${p.cols}u) >> 2u;
         for (var c = 0u; c < ${p.cols / 4}u; c++) {
           let i = 4u * c;
-          let xv = vec4<f32>(${x('i')}, ${x('i + 1u')}, ${x('i + 2u')}, ${x('i + 3u')});
+          let xv = ${directInput4(p)};
           a0 += dot(bitcast<vec4<f32>>(${p.a.buf}[ra + c]), xv);
           a1 += dot(bitcast<vec4<f32>>(${b.buf}[rb + c]), xv);
         }`;
