@@ -369,7 +369,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const s = modeStructure(g.schedule, m, g.gridBarriersPerToken, m.mode === 'per-op' ? undefined : g.stats.workgroups);
         const o = overheads[i]!;
         const perSubmit = s.dispatchesPerToken / s.submitsPerToken;
-        const pm: DeviceParameters = { ...p, dispatchSeconds: o.launch / perSubmit, roundTripSeconds: o.roundTrip, discoverSeconds: 0 };
+        // A launch too cheap to resolve through the submit path keeps the empty-kernel figure.
+        const dispatchSeconds = o.launch > 0 ? o.launch / perSubmit : p.dispatchSeconds;
+        const pm: DeviceParameters = { ...p, dispatchSeconds, roundTripSeconds: o.roundTrip, discoverSeconds: o.launch > 0 ? 0 : p.discoverSeconds };
         const pr = predictMode(cfg, model.name, pm, m, s, meanContext);
         const meas = results.find((r) => r.mode === m.label)!.tokensPerSecond;
         return {

@@ -6,16 +6,21 @@
  * 0.1 ms for the looped kernel against 15-30 us for an empty one), which is what the device
  * model's per-mode dispatch cost needs.
  */
-import { median } from './counts.ts';
 
 export interface StepOverheads {
-  /** Seconds of one step's dispatches, launched with no work (from 1 and 16 steps per submit). */
+  /**
+   * Seconds of one step's dispatches, launched with no work: (16 steps in a submit - none) / 16.
+   * 0 when that difference is within the timing noise (a launch too cheap to resolve here).
+   */
   launch: number;
-  /** Seconds of one submit with its readback, the launch excluded. */
+  /** Seconds of a submit with no dispatch, through the executor's own path and readback. */
   roundTrip: number;
 }
 
-/** `submit(copies)` runs `copies` empty steps in one submit and resolves when read back; `now` in ms. */
+/**
+ * `submit(copies)` runs `copies` empty steps (0 = none) in one submit and resolves when read
+ * back; `now` in ms. Fixed work timed under interference: the minimum of `repeats` is its cost.
+ */
 export async function measureOverheads(
   submit: (copies: number) => Promise<unknown>, repeats = 9, now: () => number = () => performance.now(),
 ): Promise<StepOverheads> {
@@ -24,13 +29,13 @@ export async function measureOverheads(
     await submit(copies);
     return (now() - t0) / 1e3;
   };
-  const t1: number[] = [];
-  const t16: number[] = [];
+  const none: number[] = [];
+  const sixteen: number[] = [];
   await timed(1); // warm-up
   for (let i = 0; i < repeats; i++) {
-    t1.push(await timed(1));
-    t16.push(await timed(16));
+    none.push(await timed(0));
+    sixteen.push(await timed(16));
   }
-  const launch = Math.max(0, (median(t16) - median(t1)) / 15);
-  return { launch, roundTrip: Math.max(0, median(t1) - launch) };
+  const roundTrip = Math.min(...none);
+  return { launch: Math.max(0, (Math.min(...sixteen) - roundTrip) / 16), roundTrip };
 }
