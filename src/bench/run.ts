@@ -33,6 +33,8 @@ export interface BenchOptions {
   seed?: number;
   /** Invocations per workgroup of the kernels (default: the engine's choice per adapter). */
   workgroupSize?: number;
+  /** Where f32 weights live on the device (default: the engine's choice per adapter). */
+  weightStore?: 'storage' | 'texture';
   /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k). */
   type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
@@ -191,7 +193,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const cfg = model.config;
   if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
   // One session: one device, the executors built once; a device given by the caller is not destroyed.
-  const tuning = o.workgroupSize ? { kernel: { wg: o.workgroupSize } } : undefined;
+  const kernel = { ...(o.workgroupSize ? { wg: o.workgroupSize } : {}), ...(o.weightStore ? { texture: o.weightStore === 'texture' } : {}) };
+  const tuning = Object.keys(kernel).length > 0 ? { kernel } : undefined;
   const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
   const gpu = await session.device();
   const microSteps = o.predict ? 6 : 1;

@@ -34,6 +34,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
   --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: 256 on
                       GPUs, 64 on CPU adapters; capped by the adapter's limit)
+  --weight-store S    storage or texture: where f32 weights live on the device (default: the
+                      engine's choice per adapter; texture on lavapipe)
   --json              print one JSON object on stdout
   --chart FILE        write the chart as SVG (FILE.svg) or HTML (FILE.html)
 Progress goes to stderr.
@@ -47,7 +49,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
-  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -80,6 +82,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     const wg = atLeastFlag('--workgroup-size', v['workgroup-size'], 1);
     if ((wg & (wg - 1)) !== 0 || wg > 1024) throw new KloopError(`--workgroup-size ${wg}: must be a power of two, at most 1024`);
     f.workgroupSize = wg;
+  }
+  if (v['weight-store'] !== undefined) {
+    if (v['weight-store'] !== 'storage' && v['weight-store'] !== 'texture') throw new KloopError(`--weight-store ${v['weight-store']}: must be storage or texture`);
+    f.weightStore = v['weight-store'];
   }
   if (v.chart !== undefined) {
     if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);

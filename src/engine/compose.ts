@@ -82,7 +82,7 @@ export function stageItems(id: StageId, layout: Layout): number {
  */
 export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout, handoff);
-  const code = [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  const code = [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false, layout.kernel.texture === true), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
   // Lockstep adapters: no barrier within a workgroup; kernels that sync workgroups keep theirs.
   return layout.kernel.lockstep && !sync ? withoutBarriers(code) : code;
 }

@@ -22,6 +22,7 @@ import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, p
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 import { type Program, callGroups, fusedProgram, kernelSchedules, perOpProgram } from './program.ts';
 import type { Schedule } from './schedule.ts';
+import { type WeightStore, createWeightStore } from './weight-store.ts';
 
 export type GpuMode = 'per-op' | 'per-layer' | 'looped';
 
@@ -82,7 +83,8 @@ export class GpuExecutor implements Executor {
   private readonly opts: GpuOptions;
   private readonly k: number;
   private lost: string | undefined;
-  private readonly buffers: Record<'step' | 'disp' | 'emb' | 'attn' | 'ffn1' | 'ffn3' | 'ffn2' | 'kv' | 'act' | 'ctl' | 'staging', GPUBuffer>;
+  private readonly buffers: Record<'step' | 'disp' | 'kv' | 'act' | 'ctl' | 'staging', GPUBuffer>;
+  private readonly weights: WeightStore;
   private readonly bindGroup: GPUBindGroup;
   private readonly pipelineLayout: GPUPipelineLayout;
   private perOp?: Dispatch[];
@@ -145,23 +147,13 @@ export class GpuExecutor implements Executor {
     this.buffers = {
       step: mk('step', 256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
       disp: mk('dispatch', DISP_STRIDE * this.layout.maxSlots, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-      emb: mk('w_emb', check('embedding', s.emb), storage),
-      attn: mk('w_attn', check('attention weights', s.attn), storage),
-      ffn1: mk('w_ffn1', check('gate weights', s.ffn1), storage),
-      ffn3: mk('w_ffn3', check('up weights', s.ffn3), storage),
-      ffn2: mk('w_ffn2', check('down weights', s.ffn2), storage),
       kv: mk('kv', check('KV cache', s.kv), storage),
       act: mk('act', check('activation', this.batch.actWords), storage),
       ctl: mk('ctl', check('control', s.ctl), storage),
       staging: mk('staging', Math.ceil(stagingBytes / 16) * 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
     };
-    this.deviceBytes = Object.values(this.buffers).reduce((a, b) => a + b.size, 0);
-    const packed = packWeights(model, this.layout);
-    device.queue.writeBuffer(this.buffers.emb, 0, packed.emb);
-    device.queue.writeBuffer(this.buffers.attn, 0, packed.attn);
-    device.queue.writeBuffer(this.buffers.ffn1, 0, packed.ffn1);
-    device.queue.writeBuffer(this.buffers.ffn3, 0, packed.ffn3);
-    device.queue.writeBuffer(this.buffers.ffn2, 0, packed.ffn2);
+    this.weights = createWeightStore(device, this.layout, model.name, gpu.info.description, packWeights(model, this.layout));
+    this.deviceBytes = Object.values(this.buffers).reduce((a, b) => a + b.size, 0) + this.weights.bytes;
 
     // One Dispatch uniform per call of the per-layer schedule: (layer, sync slot).
     const disp = new Uint32Array((DISP_STRIDE / 4) * this.layout.maxSlots);
@@ -175,12 +167,11 @@ export class GpuExecutor implements Executor {
       throw new KloopError(`${gpu.info.description}: kloop needs 8 storage buffers per shader stage; this adapter offers ${limits.maxStorageBuffersPerShaderStage}`);
     }
     const B = BINDING;
-    const readOnly = [B.emb, B.attn, B.ffn1, B.ffn3, B.ffn2];
     const bgl = device.createBindGroupLayout({
       entries: [
         { binding: B.step, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
         { binding: B.disp, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
-        ...readOnly.map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
+        ...this.weights.layoutEntries,
         ...[B.kv, B.act, B.ctl].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
       ],
     });
@@ -191,11 +182,7 @@ export class GpuExecutor implements Executor {
       entries: [
         { binding: B.step, resource: { buffer: b.step, size: STEP_BYTES } },
         { binding: B.disp, resource: { buffer: b.disp, size: 8 } },
-        { binding: B.emb, resource: { buffer: b.emb } },
-        { binding: B.attn, resource: { buffer: b.attn } },
-        { binding: B.ffn1, resource: { buffer: b.ffn1 } },
-        { binding: B.ffn3, resource: { buffer: b.ffn3 } },
-        { binding: B.ffn2, resource: { buffer: b.ffn2 } },
+        ...this.weights.bindEntries,
         { binding: B.kv, resource: { buffer: b.kv } },
         { binding: B.act, resource: { buffer: b.act } },
         { binding: B.ctl, resource: { buffer: b.ctl } },
@@ -444,6 +431,7 @@ export class GpuExecutor implements Executor {
 
   destroy(): void {
     for (const b of Object.values(this.buffers)) b.destroy();
+    this.weights.destroy();
     this.batchRunner?.destroy();
   }
 }

@@ -36,6 +36,13 @@ export interface KernelOptions {
    * kernels without grid sync are composed without barriers (kernels-wgsl/lockstep.wgsl.ts).
    */
   lockstep?: boolean;
+  /**
+   * f32 weights read from 2D rgba32uint textures instead of storage buffers (engine/weight-store.ts):
+   * llvmpipe fetches a texel for its 8 lanes without the per-lane branches (active lane, bounds)
+   * of a storage-buffer gather. Needs vec4 weights. 'auto': on when the weights are vec4 (the
+   * adapter's default where it was measured to pay, device.ts); makeLayout resolves it. Default off.
+   */
+  texture?: boolean | 'auto';
 }
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
@@ -142,6 +149,8 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   // word per lane 1.35x faster than four scalar words, but a packed decoder reading single words
   // out of vec4 ones would load four times what it uses).
   kernel = { ...kernel, vec4: kernel.vec4 ?? (widths4 && (kernel.style === 'gpu' || !packedAny)) };
+  if (kernel.texture === 'auto') kernel = { ...kernel, texture: kernel.vec4 === true };
+  if (kernel.texture && !kernel.vec4) throw new KloopError('kernel: texture weights need vec4 weights (every matrix f32, widths multiples of 4)');
 
   const words = (t: WeightType, rows: number, cols: number): number => {
     try {
@@ -229,12 +238,18 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
     A_X, A_H, A_XN, A_Q, A_K, A_V, A_ATT, A_G, A_LOGITS,
     C_ABORT, C_TOKENS, C_SLOTS, SLOT_WORDS,
   };
+  const sizes = {
+    emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
+    kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
+  };
+  if (kernel.texture) {
+    // 4096 texels (64 KiB) a row, 8192 when a buffer would need more rows than 8192 (the
+    // spec's guaranteed texture size).
+    const texels = Math.ceil(Math.max(sizes.emb, sizes.attn, sizes.ffn1, sizes.ffn3, sizes.ffn2) / 4);
+    consts.TEX_SHIFT = texels > 4096 * 8192 ? 13 : 12;
+  }
   return {
-    config: c, context, kernel, tile, consts, maxSlots, slots, weightBytesPerToken,
-    sizes: {
-      emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
-      kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
-    },
+    config: c, context, kernel, tile, consts, maxSlots, slots, weightBytesPerToken, sizes,
   };
 }
 

@@ -64,7 +64,7 @@ const ACT_PLAIN = `
 @group(0) @binding(${BINDING.act}) var<storage, read_write> act: array<f32>;
 fn ld(i: u32) -> f32 { return act[i]; }
 fn st(i: u32, v: f32) { act[i] = v; }`;
-export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false): string => /* wgsl */ `
+export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false, texture = false): string => /* wgsl */ `
 ${stepStruct()}
 struct Dispatch {
   layer: u32,        // which w[n] / kv[n] a per-layer or per-op call addresses
@@ -73,7 +73,7 @@ struct Dispatch {
 
 @group(0) @binding(${BINDING.step}) var<uniform> step: Step;
 @group(0) @binding(${BINDING.disp}) var<uniform> disp: Dispatch;
-${weightDecls(vec4)}
+${weightDecls(vec4, texture)}
 @group(0) @binding(${BINDING.kv}) var<storage, read_write> kv: array<f32>; // (layer, 2, SEQ, KVD)
 ${handoff === 'atomic' ? ACT_ATOMIC : ACT_PLAIN}
 @group(0) @binding(${BINDING.ctl}) var<storage, read_write> ctl: array<atomic<u32>>; // abort, tokens, sync slots
@@ -128,10 +128,12 @@ export const COMMON_WGSL = commonWgsl('gpu');
 
 /**
  * The weight buffers: u32 words (packed encodings, see dequant.wgsl.ts; f32 values as their
- * bits), or vec4<u32> for 16-byte loads on GPUs. `<name>_w(i)` reads word i, `<name>_at(i)` word i
- * as an f32 value (norms, biases, the RoPE table, f32 matrices).
+ * bits), vec4<u32> for 16-byte loads, or (texture) rgba32uint texels of the same words, TEXW =
+ * 2^TEX_SHIFT a row (engine/weight-store.ts). `<name>_v(i)` reads vec4 word i (vec4 and texture
+ * forms), `<name>_w(i)` word i, `<name>_at(i)` word i as an f32 value (norms, biases, the RoPE
+ * table, f32 matrices).
  */
-function weightDecls(vec4: boolean): string {
+function weightDecls(vec4: boolean, texture: boolean): string {
   const bufs: [string, number, string][] = [
     ['w_emb', BINDING.emb, 'tok_emb | rms_final | rope | wcls?'],
     ['w_attn', BINDING.attn, '(layer) rms_att | wq | wk | wv | bqkv? | wo'],
@@ -139,13 +141,18 @@ function weightDecls(vec4: boolean): string {
     ['w_ffn3', BINDING.ffn3, '(layer) w3 (up)'],
     ['w_ffn2', BINDING.ffn2, '(layer) w2 (down)'],
   ];
+  const words = (name: string) => `
+fn ${name}_w(i: u32) -> u32 { return ${name}_v(i >> 2u)[i & 3u]; }
+fn ${name}_at(i: u32) -> f32 { return bitcast<f32>(${name}_w(i)); }`;
   return bufs
     .map(([name, binding, what]) =>
-      vec4
-        ? `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<u32>>; // ${what}
-fn ${name}_w(i: u32) -> u32 { return ${name}[i >> 2u][i & 3u]; }
-fn ${name}_at(i: u32) -> f32 { return bitcast<f32>(${name}_w(i)); }`
-        : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>; // ${what}
+      texture
+        ? `@group(0) @binding(${binding}) var ${name}: texture_2d<u32>; // ${what}
+fn ${name}_v(i: u32) -> vec4<u32> { return textureLoad(${name}, vec2<u32>(i & ((1u << TEX_SHIFT) - 1u), i >> TEX_SHIFT), 0); }${words(name)}`
+        : vec4
+          ? `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<u32>>; // ${what}
+fn ${name}_v(i: u32) -> vec4<u32> { return ${name}[i]; }${words(name)}`
+          : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>; // ${what}
 fn ${name}_w(i: u32) -> u32 { return ${name}[i]; }
 fn ${name}_at(i: u32) -> f32 { return bitcast<f32>(${name}[i]); }`,
     )

@@ -28,6 +28,8 @@ export interface MatmulParams {
   tileCols: number;
   /** Only the chunk's last step.forced tokens (the classifier: the logits rows asked for). */
   forcedOnly?: boolean;
+  /** f32 weights read as vec4 words (`<buf>_v`; every row offset, width and BT a multiple of 4). */
+  vec4?: boolean;
 }
 
 function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, acc: string): string {
@@ -37,7 +39,21 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
     // the accumulators in registers (lavapipe, stories260K, 256-token prefill, median of 8:
     // 2641 -> 4072 tokens/s looped); a partial one (the prompt's tail, a speculation check) and
     // the classifier (only the rows asked for) loop over the tokens they have.
-    const loop = (tokens: string) => `
+    // vec4 words with one invocation per row: one 16-byte read (one texel in the texture form)
+    // feeds four columns of every token.
+    const wide = p.vec4 === true && p.lanes === 1 && p.tileCols % 4 === 0 && p.cols % 4 === 0;
+    const loop = (tokens: string) =>
+      wide
+        ? `
+        for (var c4 = 0u; c4 < len / 4u; c4++) {
+          let w = bitcast<vec4<f32>>(${buf}_v((row >> 2u) + c4));
+          let c = 4u * c4;
+          for (${tokens}) {
+            let x = tt * BT + c;
+            ${acc}[tt] += dot(w, vec4<f32>(xs[x], xs[x + 1u], xs[x + 2u], xs[x + 3u]));
+          }
+        }`
+        : `
         for (var c = lane; c < len; c += ${p.lanes}u) {
           let w = bitcast<f32>(${buf}_w(row + c));
           for (${tokens}) { ${acc}[tt] += w * xs[tt * BT + c]; }

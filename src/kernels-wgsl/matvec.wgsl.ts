@@ -75,7 +75,7 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
         for (var c = lane; c < ${p.cols / 4}u; c += ${p.lanes}u) {
           let i = 4u * c;
-          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), ${directInput4(p)});
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}_v(row + c)), ${directInput4(p)});
         }`;
       }
       return `
@@ -88,7 +88,7 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let n4 = (${len}) / 4u;
         for (var c = lane; c < n4; c += ${p.lanes}u) {
           let xb = ${p.pad ? '4u * c + (c >> 3u)' : '4u * c'};
-          ${acc} += dot(bitcast<vec4<f32>>(${buf}[row + c]), vec4<f32>(xs[xb], xs[xb + 1u], xs[xb + 2u], xs[xb + 3u]));
+          ${acc} += dot(bitcast<vec4<f32>>(${buf}_v(row + c)), vec4<f32>(xs[xb], xs[xb + 1u], xs[xb + 2u], xs[xb + 3u]));
         }`;
     }
     return `
@@ -124,8 +124,8 @@ function directPair(p: MatvecParams): string | undefined {
         for (var c = 0u; c < ${p.cols / 4}u; c++) {
           let i = 4u * c;
           let xv = ${directInput4(p)};
-          a0 += dot(bitcast<vec4<f32>>(${p.a.buf}[ra + c]), xv);
-          a1 += dot(bitcast<vec4<f32>>(${b.buf}[rb + c]), xv);
+          a0 += dot(bitcast<vec4<f32>>(${p.a.buf}_v(ra + c)), xv);
+          a1 += dot(bitcast<vec4<f32>>(${b.buf}_v(rb + c)), xv);
         }`;
 }
 

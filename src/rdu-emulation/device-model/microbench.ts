@@ -24,6 +24,7 @@ import { BINDING, type Handoff } from '../../kernels-wgsl/common.wgsl.ts';
 import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
 import { compileWgsl as compileModule, computePipeline } from '../../engine/compile.ts';
 import { stageItems } from '../../engine/compose.ts';
+import { createWeightStore } from '../../engine/weight-store.ts';
 import { cpuPerOpGroups } from '../../engine/device.ts';
 import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
@@ -136,7 +137,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
   const R = Math.max(1, opts.repeats ?? 7);
   const step = opts.onStep ?? (() => undefined);
   const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const created: GPUBuffer[] = [];
+  const created: { destroy(): void }[] = [];
   const buf = (size: number, usage = storage, label = 'bench'): GPUBuffer => {
     const b = device.createBuffer({ size, usage, label });
     created.push(b);
@@ -337,13 +338,15 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h), 'stages')));
       return m;
     };
-    const ro = { type: 'read-only-storage' as const };
     const rw = { type: 'storage' as const };
+    // The weights bound as the executor binds them (storage buffers or textures, zero-filled).
+    const store = createWeightStore(device, layout, 'microbenchmark', 'this adapter');
+    created.push(store);
     const stBgl = device.createBindGroupLayout({
       entries: [
         { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
         { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
-        ...[BINDING.emb, BINDING.attn, BINDING.ffn1, BINDING.ffn3, BINDING.ffn2].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: ro })),
+        ...store.layoutEntries,
         ...[BINDING.kv, BINDING.act, BINDING.ctl].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: rw })),
       ],
     });
@@ -352,10 +355,14 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const fbuf = (floats: number) => buf(Math.max(256, Math.ceil((floats * 4) / 16) * 16));
     const stStep = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     const stDisp = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const stBufs = [stStep, stDisp, fbuf(sz.emb), fbuf(sz.attn), ffn1, ffn3, fbuf(sz.ffn2), fbuf(sz.kv), act, fbuf(sz.ctl)];
     const stBg = device.createBindGroup({
       layout: stBgl,
-      entries: stBufs.map((b, binding) => ({ binding, resource: { buffer: b, size: binding < 2 ? 48 : undefined } })),
+      entries: [
+        { binding: 0, resource: { buffer: stStep, size: 48 } },
+        { binding: 1, resource: { buffer: stDisp, size: 48 } },
+        ...store.bindEntries,
+        ...([[BINDING.kv, fbuf(sz.kv)], [BINDING.act, act], [BINDING.ctl, fbuf(sz.ctl)]] as const).map(([binding, b]) => ({ binding, resource: { buffer: b } })),
+      ],
     });
     const pos = Math.max(0, Math.min(layout.context - 1, Math.round(opts.pos ?? 0)));
     const stOnce = (p: GPUComputePipeline, g: number, reps: number, dispatches = 1) => {

@@ -1,0 +1,84 @@
+/**
+ * Where the weights live (engine/weight-store.ts): storage buffers or rgba32uint textures. Both
+ * forms match the CPU reference in every kernel shape and in the batched forward; the adapter's
+ * default is the texture form on llvmpipe only; a packed model keeps storage buffers; asking for
+ * textures with packed weights is an error naming them.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Executor, createExecutor } from '../../src/engine/executor.ts';
+import { adapterKernel } from '../../src/engine/device.ts';
+import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { fusedProgram, kernelSchedules } from '../../src/engine/program.ts';
+import { makeLayout } from '../../src/engine/layout.ts';
+import { textureExtent } from '../../src/engine/weight-store.ts';
+import { syntheticModel } from '../../src/loader/synthetic.ts';
+import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
+
+const shape = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: false, attentionBias: true, dim: 64, hiddenDim: 172, nLayers: 3, nHeads: 8, nKvHeads: 2, headDim: 8, vocabSize: 300 };
+const all: Executor[] = [];
+afterAll(() => all.forEach((e) => e.destroy()));
+
+describe('texture geometry', () => {
+  it('holds every word in whole rows of 2^shift texels', () => {
+    expect(textureExtent(1, 12)).toEqual({ width: 4096, height: 1 });
+    expect(textureExtent(4 * 4096, 12)).toEqual({ width: 4096, height: 1 });
+    expect(textureExtent(4 * 4096 + 1, 12)).toEqual({ width: 4096, height: 2 });
+    const layout = makeLayout(syntheticModel(shape, 3).config, { wg: 8, lanes: 1, style: 'cpu', texture: true }, 64, 16384);
+    expect(layout.kernel.texture).toBe(true);
+    expect(layout.consts.TEX_SHIFT).toBe(12);
+    expect(makeLayout(syntheticModel(shape, 3).config, { wg: 8, lanes: 1, style: 'cpu' }, 64, 16384).consts.TEX_SHIFT).toBeUndefined();
+  });
+});
+
+describe('both weight stores against the CPU reference', () => {
+  it.each([
+    ['per-op', { kernel: { texture: true } }],
+    ['per-layer', { kernel: { texture: true } }],
+    ['looped', { kernel: { texture: true } }],
+    ['looped', { kernel: { texture: true }, tokensPerDispatch: 4 }],
+    ['looped', { kernel: { texture: false } }],
+    ['per-layer', { kernel: { texture: false } }],
+  ] as const)('%s %j', async (mode, opts) => {
+    await compareWithReference(syntheticModel(shape, 11), mode, opts, 8, all);
+  }, 300_000);
+
+  it('the texture form reads every matrix through textureLoad, and the batched forward matches the reference', async () => {
+    const model = syntheticModel(shape, 12);
+    const ex = (await createExecutor(model, 'looped', testDevice, { kernel: { texture: true }, poison: true })) as GpuExecutor;
+    all.push(ex);
+    const { schedule, looped } = kernelSchedules(model.config);
+    const code = fusedProgram('looped', { schedule, looped }, ex.layout, 'plain').code;
+    expect(code).toMatch(/var w_attn: texture_2d<u32>/);
+    expect(code).not.toMatch(/var<storage, read> w_/);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const tokens = Array.from({ length: 21 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
+    const rows = await ex.forwardMany!(tokens, 0, 'all');
+    for (let p = 0; p < tokens.length; p++) {
+      const want = await ref.forward(tokens[p]!, p);
+      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
+      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
+    }
+    // The device holds whole texture rows: at least the words, never less.
+    const s = ex.layout.sizes;
+    expect(ex.deviceBytes).toBeGreaterThanOrEqual((s.emb + s.attn + s.ffn1 + s.ffn3 + s.ffn2) * 4);
+  }, 300_000);
+});
+
+describe('the adapter default', () => {
+  it('textures on llvmpipe for f32 models only; storage elsewhere', async () => {
+    const gpu = await testDevice();
+    const k = adapterKernel(gpu);
+    const llvmpipe = gpu.cpu && /llvmpipe/i.test(gpu.info.description);
+    expect(k.texture).toBe(llvmpipe ? 'auto' : undefined);
+    const f32 = (await createExecutor(syntheticModel(shape, 5), 'per-layer', testDevice)) as GpuExecutor;
+    all.push(f32);
+    expect(f32.layout.kernel.texture).toBe(llvmpipe);
+    const q8 = (await createExecutor(syntheticModel(shape, 5, 'q8_0'), 'per-layer', testDevice)) as GpuExecutor;
+    all.push(q8);
+    expect(q8.layout.kernel.texture).toBe(false);
+  }, 300_000);
+
+  it('asking for textures with packed weights is an error naming them', async () => {
+    await expect(createExecutor(syntheticModel(shape, 5, 'q8_0'), 'per-layer', testDevice, { kernel: { texture: true } })).rejects.toThrow(/texture weights need vec4/);
+  }, 60_000);
+});
