@@ -24,7 +24,9 @@ describe('prompt lookup', () => {
     expect(lookupDraft([5, 6, 7, 8, 1, 5, 6], 3)).toEqual([7, 8, 1]);
     expect(lookupDraft([1, 2, 3, 9, 2, 3, 4, 2, 3], 2)).toEqual([4, 2]); // the latest "2 3"
     expect(lookupDraft([1, 2, 3], 4)).toEqual([]);
-    expect(lookupDraft([4, 4], 4)).toEqual([4]);
+    expect(lookupDraft([4, 4], 4)).toEqual([]); // a one-token match drafts nothing by default
+    expect(lookupDraft([4, 4], 4, 3, 1)).toEqual([4]);
+    expect(lookupDraft([4, 4, 4], 4)).toEqual([4]);
   });
 });
 
