@@ -132,7 +132,23 @@ export async function measureCopyBandwidth(t: MicrobenchTarget, opts: Microbench
   return (await measure(t, opts, true)) as Measured;
 }
 
+/**
+ * Runs the microbenchmarks inside a validation error scope: a kernel or binding the device
+ * rejects would otherwise time empty work and look fast.
+ */
 async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: boolean): Promise<DeviceMeasurements | Measured> {
+  t.device.pushErrorScope('validation');
+  let out: DeviceMeasurements | Measured | undefined;
+  try {
+    out = await measureAll(t, opts, copyOnly);
+  } finally {
+    const err = await t.device.popErrorScope();
+    if (err && out) throw new KloopError(`microbenchmarks: the device rejected a kernel or binding: ${err.message}`);
+  }
+  return out;
+}
+
+async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: boolean): Promise<DeviceMeasurements | Measured> {
   const { device, layout } = t;
   const R = Math.max(1, opts.repeats ?? 7);
   const step = opts.onStep ?? (() => undefined);
@@ -285,8 +301,10 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
     const k2 = layout.consts;
     // Activations are plain f32 where none crosses workgroups inside a dispatch (per-op kernels,
     // single-workgroup fused kernels) and atomics otherwise, as the executor composes them.
-    const ffn1 = buf(Math.ceil((layout.sizes.ffn1 * 4) / 16) * 16);
-    const ffn3 = buf(Math.ceil((layout.sizes.ffn3 * 4) / 16) * 16);
+    // The weights bound as the executor binds them (storage buffers or textures, zero-filled).
+    const store = createWeightStore(device, layout, 'microbenchmark', 'this adapter');
+    created.push(store);
+    const weightEntry = (binding: number) => store.bindEntries.find((e) => e.binding === binding)!;
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
     const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
     const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
@@ -299,8 +317,8 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
         const bg = device.createBindGroup({
           layout: pipe.getBindGroupLayout(0),
           entries: [
-            { binding: BINDING.ffn1, resource: { buffer: ffn1 } },
-            { binding: BINDING.ffn3, resource: { buffer: ffn3 } },
+            weightEntry(BINDING.ffn1),
+            weightEntry(BINDING.ffn3),
             { binding: BINDING.act, resource: { buffer: act } },
           ],
         });
@@ -339,9 +357,6 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
       return m;
     };
     const rw = { type: 'storage' as const };
-    // The weights bound as the executor binds them (storage buffers or textures, zero-filled).
-    const store = createWeightStore(device, layout, 'microbenchmark', 'this adapter');
-    created.push(store);
     const stBgl = device.createBindGroupLayout({
       entries: [
         { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
