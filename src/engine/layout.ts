@@ -39,13 +39,22 @@ export interface KernelOptions {
   /**
    * f32 weights read from 2D rgba32uint textures instead of storage buffers (engine/weight-store.ts):
    * llvmpipe fetches a texel for its 8 lanes without the per-lane branches (active lane, bounds)
-   * of a storage-buffer gather. Needs vec4 weights. 'auto': on when the weights are vec4 (the
-   * adapter's default where it was measured to pay, device.ts); makeLayout resolves it. Default off.
+   * of a storage-buffer gather. Needs vec4 weights. 'auto': on for vec4 weights of at most
+   * TEXTURE_AUTO_MAX_BYTES (the adapter's default where it was measured to pay, device.ts);
+   * makeLayout resolves it to a boolean. Default off.
    */
   texture?: boolean | 'auto';
 }
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
+
+/**
+ * texture: 'auto' picks textures for f32 weights up to this size: where they stay in the CPU's
+ * caches the texel fetch is what bounds the matvec (lavapipe, stories260K, 1 MB: looped:16
+ * 1.2-1.5x faster than storage buffers); weights streamed from memory gain nothing (the
+ * stories15M shape, 61 MB: 0.8-1.0x).
+ */
+export const TEXTURE_AUTO_MAX_BYTES = 16 * 2 ** 20;
 
 /** The weight matrices of a decoder layer, by role. */
 export const LAYER_MATRICES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w3', 'w2'] as const;
@@ -149,8 +158,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   // word per lane 1.35x faster than four scalar words, but a packed decoder reading single words
   // out of vec4 ones would load four times what it uses).
   kernel = { ...kernel, vec4: kernel.vec4 ?? (widths4 && (kernel.style === 'gpu' || !packedAny)) };
-  if (kernel.texture === 'auto') kernel = { ...kernel, texture: kernel.vec4 === true };
-  if (kernel.texture && !kernel.vec4) throw new KloopError('kernel: texture weights need vec4 weights (every matrix f32, widths multiples of 4)');
+  if (kernel.texture === true && !kernel.vec4) throw new KloopError('kernel: texture weights need vec4 weights (every matrix f32, widths multiples of 4)');
 
   const words = (t: WeightType, rows: number, cols: number): number => {
     try {
@@ -242,6 +250,10 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
     emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
     kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
   };
+  if (kernel.texture === 'auto') {
+    const bytes = (sizes.emb + sizes.attn + sizes.ffn1 + sizes.ffn3 + sizes.ffn2) * 4;
+    kernel = { ...kernel, texture: kernel.vec4 === true && bytes <= TEXTURE_AUTO_MAX_BYTES };
+  }
   if (kernel.texture) {
     // 4096 texels (64 KiB) a row, 8192 when a buffer would need more rows than 8192 (the
     // spec's guaranteed texture size).

@@ -9,7 +9,7 @@ import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { adapterKernel } from '../../src/engine/device.ts';
 import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
 import { fusedProgram, kernelSchedules } from '../../src/engine/program.ts';
-import { makeLayout } from '../../src/engine/layout.ts';
+import { TEXTURE_AUTO_MAX_BYTES, makeLayout, weightBufferBytes } from '../../src/engine/layout.ts';
 import { textureExtent } from '../../src/engine/weight-store.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
@@ -76,6 +76,14 @@ describe('the adapter default', () => {
     const q8 = (await createExecutor(syntheticModel(shape, 5, 'q8_0'), 'per-layer', testDevice)) as GpuExecutor;
     all.push(q8);
     expect(q8.layout.kernel.texture).toBe(false);
+    // 'auto' resolves by size: f32 weights over TEXTURE_AUTO_MAX_BYTES stay in storage buffers.
+    const config = syntheticModel(shape, 5).config;
+    const auto = (vocabSize: number) => makeLayout({ ...config, vocabSize }, { wg: 8, lanes: 1, style: 'cpu', texture: 'auto' }, 64, 16384);
+    expect(auto(300).kernel.texture).toBe(true);
+    const big = auto(Math.ceil(TEXTURE_AUTO_MAX_BYTES / (2 * 64 * 4)));
+    expect(weightBufferBytes(big)).toBeGreaterThan(TEXTURE_AUTO_MAX_BYTES);
+    expect(big.kernel.texture).toBe(false);
+    expect(big.consts.TEX_SHIFT).toBeUndefined();
   }, 300_000);
 
   it('asking for textures with packed weights is an error naming them', async () => {
