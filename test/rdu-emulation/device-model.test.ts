@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { type DeviceParameters, type ModeSpec, deviceSync, modeStructure, predictMode } from '../../src/rdu-emulation/device-model/model.ts';
+import { type DeviceParameters, type ModeSpec, deviceSync, modeStructure, predictMode, stageCallsPerToken, stageKernelSeconds } from '../../src/rdu-emulation/device-model/model.ts';
+import type { DeviceMeasurements } from '../../src/rdu-emulation/device-model/microbench.ts';
+import { STAGES, type StageId } from '../../src/engine/schedule.ts';
 import { measureDevice } from '../../src/rdu-emulation/device-model/microbench.ts';
 import { buildSchedule } from '../../src/engine/schedule.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
@@ -20,6 +22,20 @@ const modes: ModeSpec[] = [{ mode: 'per-op', k: 1 }, { mode: 'per-layer', k: 1 }
 const predict = (p: DeviceParameters, m: ModeSpec, ctx = 32, barriers = 26) => predictMode(cfg, 't', p, m, modeStructure(schedule, m, m.mode === 'per-op' ? undefined : barriers), ctx).tokensPerSecond;
 
 describe('device model predictions', () => {
+  it('scales the summed stage times by the in-context factor of a whole token', () => {
+    const ms = (median: number) => ({ median, min: median, max: median, runs: 1 });
+    const stageSeconds = Object.fromEntries((Object.keys(STAGES) as StageId[]).map((id) => [id, { perOp: ms(2e-6), fused: ms(1e-6) }])) as DeviceMeasurements['stageSeconds'];
+    const calls = [...stageCallsPerToken(schedule).values()].reduce((a, b) => a + b, 0);
+    const hot = { stageSeconds } as DeviceMeasurements;
+    const plain = stageKernelSeconds(schedule, hot);
+    expect(plain.inContext).toBe(1);
+    expect(plain.fused).toBeCloseTo(calls * 1e-6, 15);
+    const k = stageKernelSeconds(schedule, { ...hot, tokenStagesSeconds: ms(calls * 1.5e-6) });
+    expect(k.inContext).toBeCloseTo(1.5, 12);
+    expect(k.fused).toBeCloseTo(calls * 1.5e-6, 15);
+    expect(k.perOp).toBeCloseTo(calls * 3e-6, 15);
+  });
+
   it('follows the schedule: per-op dispatches per token, L + 3 per layer, 1/K looped', () => {
     expect(modeStructure(schedule, modes[0]!).dispatchesPerToken).toBe(8 * 5 + 4);
     expect(modeStructure(schedule, modes[1]!).dispatchesPerToken).toBe(5 + 3);
@@ -91,6 +107,10 @@ describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
         expect(Number.isFinite(st.perOp.median) && st.perOp.median > 0, id).toBe(true);
         expect(Number.isFinite(st.fused.median) && st.fused.median > 0, id).toBe(true);
       }
+      // A whole token's stages in order: finite, positive, and the factor the model applies.
+      expect(Number.isFinite(m.tokenStagesSeconds.median) && m.tokenStagesSeconds.median > 0).toBe(true);
+      const k = stageKernelSeconds(ex.schedule, m);
+      expect(k.fused).toBeCloseTo(m.tokenStagesSeconds.median, 12);
     } finally {
       ex.destroy();
     }

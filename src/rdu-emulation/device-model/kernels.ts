@@ -6,7 +6,7 @@
 import type { Handoff } from '../../kernels-wgsl/common.wgsl.ts';
 import { composeModule } from '../../engine/compose.ts';
 import type { Layout } from '../../engine/layout.ts';
-import { STAGES, type StageId } from '../../engine/schedule.ts';
+import { STAGES, type Schedule, type StageId } from '../../engine/schedule.ts';
 
 export const TINY_WGSL = /* wgsl */ `
 @group(0) @binding(0) var<storage, read_write> out: array<u32>;
@@ -49,9 +49,34 @@ export function matvecWgsl(layout: Layout, handoff: Handoff): string {
 }`, false, handoff);
 }
 
-/** Every stage body, each wrapped in an entry point that calls it step.n_tokens times. */
-export function stagesWgsl(layout: Layout, handoff: Handoff): string {
+/**
+ * Every stage body, each wrapped in an entry point that calls it step.n_tokens times, and (given
+ * the schedule) `stage_token`: a whole token's stages in order, step.n_tokens times.
+ */
+export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule): string {
   const ids = Object.keys(STAGES) as StageId[];
+  const call = (id: StageId, layer: string) => `s_${id}(wid.x, nwg.x, lid, ${layer}, 0u);
+    storageBarrier(); workgroupBarrier();`;
+  // One token's stages in the schedule's order, every layer: the weights walked as a token walks them.
+  const layerCalls = schedule?.calls.filter((c) => c.kind === 'layer' || c.kind === 'loop') ?? [];
+  const tokenBody = (schedule?.calls ?? [])
+    .map((c) => {
+      if (c.kind !== 'layer' && c.kind !== 'loop') return c.stages.map((id) => call(id, '0u')).join('\n    ');
+      if (c !== layerCalls[0]) return '';
+      return `for (var layer = 0u; layer < NLAYERS; layer++) {
+    ${c.stages.map((id) => call(id, 'layer')).join('\n    ')}
+    }`;
+    })
+    .filter((x) => x !== '')
+    .join('\n    ');
+  const token = schedule
+    ? [/* wgsl */ `
+@compute @workgroup_size(WG) fn stage_token(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var i = 0u; i < step.n_tokens; i++) {
+    ${tokenBody}
+  }
+}`]
+    : [];
   const entries = ids.map(
     (id) => /* wgsl */ `
 @compute @workgroup_size(WG) fn stage_${id}(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -61,5 +86,5 @@ export function stagesWgsl(layout: Layout, handoff: Handoff): string {
   }
 }`,
   );
-  return composeModule(layout, ids, entries.join('\n'), false, handoff);
+  return composeModule(layout, ids, [...entries, ...token].join('\n'), false, handoff);
 }

@@ -26,6 +26,7 @@ import { compileWgsl as compileModule, computePipeline } from '../../engine/comp
 import { stageItems } from '../../engine/compose.ts';
 import { createWeightStore } from '../../engine/weight-store.ts';
 import { cpuPerOpGroups } from '../../engine/device.ts';
+import { kernelSchedules } from '../../engine/program.ts';
 import { STAGES, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import { KloopError } from '../../errors.ts';
@@ -73,6 +74,12 @@ export interface DeviceMeasurements {
   discoverSeconds: Measured;
   /** Seconds per call of each engine stage, at the per-op width and at the fused width. */
   stageSeconds: Record<StageId, { perOp: Measured; fused: Measured }>;
+  /**
+   * Seconds of one token's stages in the schedule's order over every layer, at the fused width:
+   * the stages with the weights walked as a token walks them (each stage repeated alone keeps
+   * its own weights in the CPU's caches).
+   */
+  tokenStagesSeconds: Measured;
   /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
@@ -353,7 +360,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const stModules = new Map<Handoff, GPUShaderModule>();
     const stModule = async (h: Handoff): Promise<GPUShaderModule> => {
       let m = stModules.get(h);
-      if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h), 'stages')));
+      if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).schedule), 'stages')));
       return m;
     };
     const rw = { type: 'storage' as const };
@@ -398,13 +405,13 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     // Fused width: the body R times inside one dispatch (workgroups stay resident, as in a
     // fused kernel). Per-op width: R dispatches of one call each (every call pays the
     // workgroups' start, as a per-op dispatch does), less the tiny-dispatch cost.
-    const perCall = async (p: GPUComputePipeline, g: number, asDispatches: boolean): Promise<Measured> => {
+    const perCall = async (p: GPUComputePipeline, g: number, asDispatches: boolean, count = 3): Promise<Measured> => {
       const run = (n: number) => (asDispatches ? stOnce(p, g, 1, n) : stOnce(p, g, n));
       await run(2);
       const est = Math.max(1e-7, ((await run(5)) - (await run(1))) / 4);
       const reps = Math.max(2, Math.min(asDispatches ? 100 : 200, Math.round(0.03 / est)));
       const xs: number[] = [];
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < count; i++) {
         const one = await run(1);
         const many = await run(1 + reps);
         xs.push(Math.max(1e-9, (many - one) / reps - (asDispatches ? dispatch.median : 0)));
@@ -414,19 +421,20 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
     // Per-op widths as the executor dispatches them (capped on CPU adapters).
     const maxG = Math.min(device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
+    const pipe = async (id: StageId | 'token', h: Handoff): Promise<GPUComputePipeline> => {
+      device.pushErrorScope('validation');
+      const p = device.createComputePipeline({ layout: stLayout, compute: { module: await stModule(h), entryPoint: `stage_${id}` } });
+      const err = await device.popErrorScope();
+      if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
+      return p;
+    };
     for (const id of Object.keys(STAGES) as StageId[]) {
-      const pipe = async (h: Handoff): Promise<GPUComputePipeline> => {
-        device.pushErrorScope('validation');
-        const p = device.createComputePipeline({ layout: stLayout, compute: { module: await stModule(h), entryPoint: `stage_${id}` } });
-        const err = await device.popErrorScope();
-        if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
-        return p;
-      };
       const opWidth = Math.min(stageItems(id, layout), maxG);
       const fusedW = Math.min(opWidth, fusedWidth);
-      const perOp = await perCall(await pipe('plain'), opWidth, true);
-      stageSeconds[id] = { perOp, fused: await perCall(await pipe(fusedHandoff), fusedW, false) };
+      const perOp = await perCall(await pipe(id, 'plain'), opWidth, true);
+      stageSeconds[id] = { perOp, fused: await perCall(await pipe(id, fusedHandoff), fusedW, false) };
     }
+    const tokenStagesSeconds = await perCall(await pipe('token', fusedHandoff), fusedWidth, false, Math.max(R, 5));
     step('stages');
 
     return {
@@ -438,6 +446,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       barrierSeconds: measured(bar),
       discoverSeconds: measured(disc),
       stageSeconds,
+      tokenStagesSeconds,
       barrierGroups: groups,
       barrierParticipants: measured(counts),
       stepParticipants: measured(stepCounts),

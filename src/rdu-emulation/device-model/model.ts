@@ -42,8 +42,8 @@ export interface DeviceParameters {
   fusedMatvecBytesPerSecond: number;
   barrierSeconds: number;
   discoverSeconds: number;
-  /** Summed stage times of one token (seconds) at the per-op and at the fused width. */
-  kernelSeconds: { perOp: number; fused: number };
+  /** Summed stage times of one token (seconds) at the per-op and at the fused width, and the in-context factor applied to both. */
+  kernelSeconds: { perOp: number; fused: number; inContext?: number };
 }
 
 /** Stage calls of one token: each layer's stages once per layer, the rest once. */
@@ -56,15 +56,22 @@ export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
   return calls;
 }
 
-/** Seconds the stages of one token take at each width, from the stage microbenchmarks. */
-export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements): { perOp: number; fused: number } {
+/**
+ * Seconds the stages of one token take at each width, from the stage microbenchmarks: each
+ * stage's time, summed over a token's calls, scaled by how much longer the same stages take in
+ * a token's order (tokenStagesSeconds over the summed fused times): a stage repeated alone keeps
+ * its weights in the CPU's caches, a token walks all of them (lavapipe, stories260K: 1.5x-2x).
+ */
+export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements): { perOp: number; fused: number; inContext: number } {
   let perOp = 0;
   let fused = 0;
   for (const [id, n] of stageCallsPerToken(schedule)) {
     perOp += n * m.stageSeconds[id].perOp.median;
     fused += n * m.stageSeconds[id].fused.median;
   }
-  return { perOp, fused };
+  const token = m.tokenStagesSeconds?.median;
+  const inContext = token !== undefined && Number.isFinite(token) && token > 0 && fused > 0 ? token / fused : 1;
+  return { perOp: perOp * inContext, fused: fused * inContext, inContext };
 }
 
 export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule): DeviceParameters {
