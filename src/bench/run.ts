@@ -131,7 +131,7 @@ export interface DeviceModelReport {
 export interface BenchReport {
   device: { vendor: string; architecture: string; description: string };
   adapter: string;
-  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number };
+  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none' };
   date: string;
   command?: string;
   tokens: number;
@@ -344,6 +344,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         source: synthetic ? `synthetic shape ${o.shape}, seed ${o.seed ?? 1234}, ${o.type ?? 'f32'}` : (path ?? ''),
         weightTypes: typeSummary(modelMatrices(model.weights)),
         deviceBytes: anyGpu?.deviceBytes ?? 0,
+        weightStore: !anyGpu ? 'none' : anyGpu.layout.kernel.texture === true ? 'texture' : 'storage',
       },
       date: new Date().toISOString(),
       command: o.command,
