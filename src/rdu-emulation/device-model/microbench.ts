@@ -10,8 +10,9 @@
  *   stages        each of the engine's stage bodies (compose.ts stageFunctions: norms, matvecs,
  *                 RoPE, attention at the run's mean position, sampling) called R times in a loop
  *                 inside one dispatch at the fused width, and as R one-call dispatches at the
- *                 per-op width (less the tiny-dispatch cost) -> seconds per call; their sum over
- *                 a token is the kernel time the device model uses
+ *                 per-op width (less the tiny-dispatch cost) -> seconds per call; and a whole
+ *                 token's stages in schedule order (every layer's weights walked) at the fused
+ *                 width -> the in-context factor the model scales their sum by
  *   grid barrier  the engine's own occupancy discovery + grid_sync (sync.wgsl.ts), B barriers in
  *                 one dispatch over the fused kernels' workgroup count -> seconds per barrier,
  *                 and the discovery cost of one fused dispatch
@@ -139,19 +140,12 @@ export async function measureCopyBandwidth(t: MicrobenchTarget, opts: Microbench
   return (await measure(t, opts, true)) as Measured;
 }
 
-/**
- * Runs the microbenchmarks inside a validation error scope: a kernel or binding the device
- * rejects would otherwise time empty work and look fast.
- */
+/** In a validation error scope: a kernel or binding the device rejects would otherwise time empty work. */
 async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: boolean): Promise<DeviceMeasurements | Measured> {
   t.device.pushErrorScope('validation');
-  let out: DeviceMeasurements | Measured | undefined;
-  try {
-    out = await measureAll(t, opts, copyOnly);
-  } finally {
-    const err = await t.device.popErrorScope();
-    if (err && out) throw new KloopError(`microbenchmarks: the device rejected a kernel or binding: ${err.message}`);
-  }
+  const out = await measureAll(t, opts, copyOnly).catch(async (e: unknown) => { await t.device.popErrorScope(); throw e; });
+  const err = await t.device.popErrorScope();
+  if (err) throw new KloopError(`microbenchmarks: the device rejected a kernel or binding: ${err.message}`);
   return out;
 }
 
@@ -311,7 +305,6 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     // The weights bound as the executor binds them (storage buffers or textures, zero-filled).
     const store = createWeightStore(device, layout, 'microbenchmark', 'this adapter');
     created.push(store);
-    const weightEntry = (binding: number) => store.bindEntries.find((e) => e.binding === binding)!;
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
     const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
     const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
@@ -324,8 +317,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
         const bg = device.createBindGroup({
           layout: pipe.getBindGroupLayout(0),
           entries: [
-            weightEntry(BINDING.ffn1),
-            weightEntry(BINDING.ffn3),
+            ...store.bindEntries.filter((e) => e.binding === BINDING.ffn1 || e.binding === BINDING.ffn3),
             { binding: BINDING.act, resource: { buffer: act } },
           ],
         });
