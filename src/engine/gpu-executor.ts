@@ -22,7 +22,7 @@ import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, p
 import { GREEDY, type SamplingOptions } from './sampler.ts';
 import { type Program, callGroups, fusedProgram, kernelSchedules, perOpProgram } from './program.ts';
 import type { Schedule } from './schedule.ts';
-import { type WeightStore, createWeightStore } from './weight-store.ts';
+import { type WeightStore, createWeightStore, storageBufferBytes } from './weight-store.ts';
 
 export type GpuMode = 'per-op' | 'per-layer' | 'looped';
 
@@ -131,16 +131,7 @@ export class GpuExecutor implements Executor {
 
     // Buffers. Sizes are checked against the adapter's limits before anything is allocated.
     const s = this.layout.sizes;
-    const check = (name: string, floats: number): number => {
-      const bytes = Math.max(16, Math.ceil((floats * 4) / 16) * 16);
-      if (bytes > limits.maxStorageBufferBindingSize || bytes > limits.maxBufferSize) {
-        throw new KloopError(
-          `${model.name}: the ${name} buffer needs ${(bytes / 2 ** 20).toFixed(1)} MiB, over this adapter's binding limit of ` +
-            `${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB (${gpu.info.description})`,
-        );
-      }
-      return bytes;
-    };
+    const check = (name: string, floats: number): number => storageBufferBytes(limits, floats, name, model.name, gpu.info.description);
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     const mk = (label: string, size: number, usage: number) => device.createBuffer({ label, size, usage });
     const stagingBytes = Math.max(s.ctl, s.act) * 4;

@@ -250,10 +250,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
     emb: embSize, attn: ATTN_STRIDE * nLayers, ffn1: FFN_STRIDE * nLayers, ffn3: W3_STRIDE * nLayers, ffn2: W2_STRIDE * nLayers,
     kv: nLayers * 2 * context * kvDim, act: actSize, ctl: ctlSize,
   };
-  if (kernel.texture === 'auto') {
-    const bytes = (sizes.emb + sizes.attn + sizes.ffn1 + sizes.ffn3 + sizes.ffn2) * 4;
-    kernel = { ...kernel, texture: kernel.vec4 === true && bytes <= TEXTURE_AUTO_MAX_BYTES };
-  }
+  if (kernel.texture === 'auto') kernel = { ...kernel, texture: kernel.vec4 === true && weightBufferBytes({ sizes }) <= TEXTURE_AUTO_MAX_BYTES };
   if (kernel.texture) {
     // 4096 texels (64 KiB) a row, 8192 when a buffer would need more rows than 8192 (the
     // spec's guaranteed texture size).
@@ -265,8 +262,8 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   };
 }
 
-/** Bytes the weight buffers take on the device. */
-export function weightBufferBytes(layout: Layout): number {
+/** Bytes the weight buffers take on the device (their words; texture rows pad this, weight-store.ts). */
+export function weightBufferBytes(layout: Pick<Layout, 'sizes'>): number {
   const s = layout.sizes;
   return (s.emb + s.attn + s.ffn1 + s.ffn3 + s.ffn2) * 4;
 }

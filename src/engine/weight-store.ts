@@ -23,6 +23,22 @@ export interface WeightStore {
   destroy(): void;
 }
 
+/**
+ * Bytes of a storage buffer of `words` 4-byte words (a multiple of 16, at least 16), checked
+ * against the adapter's binding and buffer limits: over them, an error naming the model (`owner`),
+ * the buffer and the adapter. Every storage buffer the executor creates is sized here.
+ */
+export function storageBufferBytes(limits: GPUSupportedLimits, words: number, what: string, owner: string, adapter: string): number {
+  const bytes = Math.max(16, Math.ceil((words * 4) / 16) * 16);
+  if (bytes > limits.maxStorageBufferBindingSize || bytes > limits.maxBufferSize) {
+    throw new KloopError(
+      `${owner}: the ${what} buffer needs ${(bytes / 2 ** 20).toFixed(1)} MiB, over this adapter's binding limit of ` +
+        `${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB (${adapter})`,
+    );
+  }
+  return bytes;
+}
+
 /** Texture geometry of a buffer of `words` u32 words: TEXW texels a row. */
 export function textureExtent(words: number, shift: number): { width: number; height: number } {
   const texels = Math.max(1, Math.ceil(words / 4));
@@ -61,13 +77,7 @@ export function createWeightStore(device: GPUDevice, layout: Layout, name: strin
       layoutEntries.push({ binding, visibility: GPUShaderStage.COMPUTE, texture: { sampleType: 'uint' } });
       bindEntries.push({ binding, resource: tex.createView() });
     } else {
-      const size = Math.max(16, Math.ceil((words * 4) / 16) * 16);
-      if (size > limits.maxStorageBufferBindingSize || size > limits.maxBufferSize) {
-        throw new KloopError(
-          `${name}: the ${WHAT[b]} buffer needs ${(size / 2 ** 20).toFixed(1)} MiB, over this adapter's binding limit of ` +
-            `${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB (${adapter})`,
-        );
-      }
+      const size = storageBufferBytes(limits, words, WHAT[b], name, adapter);
       const buf = device.createBuffer({ label: `w_${b}`, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
       if (data) device.queue.writeBuffer(buf, 0, data[b]);
       owned.push(buf);

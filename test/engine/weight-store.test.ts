@@ -10,13 +10,26 @@ import { adapterKernel } from '../../src/engine/device.ts';
 import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
 import { fusedProgram, kernelSchedules } from '../../src/engine/program.ts';
 import { TEXTURE_AUTO_MAX_BYTES, makeLayout, weightBufferBytes } from '../../src/engine/layout.ts';
-import { textureExtent } from '../../src/engine/weight-store.ts';
+import { storageBufferBytes, textureExtent } from '../../src/engine/weight-store.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 
 const shape = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: false, attentionBias: true, dim: 64, hiddenDim: 172, nLayers: 3, nHeads: 8, nKvHeads: 2, headDim: 8, vocabSize: 300 };
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
+
+describe('storage buffer sizes', () => {
+  it('round up to 16 bytes and name the model, buffer and adapter over the limits', () => {
+    const limits = { maxStorageBufferBindingSize: 2 ** 20, maxBufferSize: 2 ** 30 } as GPUSupportedLimits;
+    expect(storageBufferBytes(limits, 0, 'x', 'm', 'a')).toBe(16);
+    expect(storageBufferBytes(limits, 5, 'x', 'm', 'a')).toBe(32);
+    expect(storageBufferBytes(limits, 2 ** 18, 'x', 'm', 'a')).toBe(2 ** 20);
+    expect(() => storageBufferBytes(limits, 2 ** 18 + 1, 'gate weights', 'tiny', 'llvmpipe')).toThrow(
+      "tiny: the gate weights buffer needs 1.0 MiB, over this adapter's binding limit of 1 MiB (llvmpipe)",
+    );
+    expect(() => storageBufferBytes({ ...limits, maxBufferSize: 64 }, 17, 'KV cache', 'tiny', 'llvmpipe')).toThrow(/tiny: the KV cache buffer/);
+  });
+});
 
 describe('texture geometry', () => {
   it('holds every word in whole rows of 2^shift texels', () => {

@@ -51,23 +51,23 @@ export function matvecWgsl(layout: Layout, handoff: Handoff): string {
 
 /**
  * Every stage body, each wrapped in an entry point that calls it step.n_tokens times, and (given
- * the schedule) `stage_token`: a whole token's stages in order, step.n_tokens times.
+ * the looped schedule, whose loop calls run consecutive layers) `stage_token`: a whole token's
+ * stages in order, step.n_tokens times.
  */
 export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule): string {
   const ids = Object.keys(STAGES) as StageId[];
   const call = (id: StageId, layer: string) => `s_${id}(wid.x, nwg.x, lid, ${layer}, 0u);
     storageBarrier(); workgroupBarrier();`;
   // One token's stages in the schedule's order, every layer: the weights walked as a token walks them.
-  const layerCalls = schedule?.calls.filter((c) => c.kind === 'layer' || c.kind === 'loop') ?? [];
   const tokenBody = (schedule?.calls ?? [])
     .map((c) => {
-      if (c.kind !== 'layer' && c.kind !== 'loop') return c.stages.map((id) => call(id, '0u')).join('\n    ');
-      if (c !== layerCalls[0]) return '';
-      return `for (var layer = 0u; layer < NLAYERS; layer++) {
+      if (c.kind === 'loop') {
+        return `for (var layer = ${c.layers[0]}u; layer <= ${c.layers[c.layers.length - 1]}u; layer++) {
     ${c.stages.map((id) => call(id, 'layer')).join('\n    ')}
     }`;
+      }
+      return c.stages.map((id) => call(id, c.kind === 'layer' ? `${c.layer}u` : '0u')).join('\n    ');
     })
-    .filter((x) => x !== '')
     .join('\n    ');
   const token = schedule
     ? [/* wgsl */ `

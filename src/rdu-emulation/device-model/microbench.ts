@@ -352,7 +352,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const stModules = new Map<Handoff, GPUShaderModule>();
     const stModule = async (h: Handoff): Promise<GPUShaderModule> => {
       let m = stModules.get(h);
-      if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).schedule), 'stages')));
+      if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).looped), 'stages')));
       return m;
     };
     const rw = { type: 'storage' as const };
