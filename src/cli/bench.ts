@@ -33,7 +33,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --predict           run the device microbenchmarks and print the device model's prediction
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
   --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: 256 on
-                      GPUs, 64 on CPU adapters; capped by the adapter's limit)
+                      GPUs; on CPU adapters the measured lockstep width, else 16, 8 on
+                      SwiftShader; capped by the adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
                       engine's choice per adapter; texture on lavapipe)
   --json              print one JSON object on stdout

@@ -7,9 +7,10 @@
 import { lockstepProbeExpected, lockstepProbeWgsl } from '../kernels-wgsl/lockstep.wgsl.ts';
 
 /**
- * Workgroup size tried: llvmpipe's row with 256-bit vectors (AVX). SwiftShader's 4-lane rows pass
- * the probe at 4, but there the barrier-free form measured no faster (stories260K, 2026-11-30), so
- * 4 is not tried.
+ * Workgroup size tried: llvmpipe's row with 256-bit vectors (AVX). llvmpipe also passes the probe
+ * at 16 (and fails at 32), but 16-invocation workgroups measured no faster (bench/RESULTS.md,
+ * 2026-11-30), so 16 is not tried. SwiftShader's 4-lane rows pass the probe at 4, but there the
+ * barrier-free form measured no faster (stories260K, 2026-11-30), so 4 is not tried either.
  */
 export const LOCKSTEP_WIDTHS = [8] as const;
 const GROUPS = 64;
