@@ -37,6 +37,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
                       SwiftShader; capped by the adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
                       engine's choice per adapter; texture on lavapipe)
+  --subgroups on|off  share the matvecs' input values over subgroup rows on CPU adapters where
+                      the probe passed (default on there)
   --json              print one JSON object on stdout
   --chart FILE        write the chart as SVG (FILE.svg) or HTML (FILE.html)
 Progress goes to stderr.
@@ -50,7 +52,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
-  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -87,6 +89,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v['weight-store'] !== undefined) {
     if (v['weight-store'] !== 'storage' && v['weight-store'] !== 'texture') throw new KloopError(`--weight-store ${v['weight-store']}: must be storage or texture`);
     f.weightStore = v['weight-store'];
+  }
+  if (v.subgroups !== undefined) {
+    if (v.subgroups !== 'on' && v.subgroups !== 'off') throw new KloopError(`--subgroups ${v.subgroups}: must be on or off`);
+    f.subgroups = v.subgroups === 'on';
   }
   if (v.chart !== undefined) {
     if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);

@@ -10,6 +10,7 @@ import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
 import { matvecItems, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { withoutBarriers } from '../kernels-wgsl/lockstep.wgsl.ts';
+import { SUBGROUP_ENABLE } from '../kernels-wgsl/subgroup.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
 import type { Layout } from './layout.ts';
 import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
@@ -82,7 +83,7 @@ export function stageItems(id: StageId, layout: Layout): number {
  */
 export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout, handoff);
-  const code = [header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false, layout.kernel.texture === true), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  const code = [layout.kernel.subgroups ? SUBGROUP_ENABLE : '', header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false, layout.kernel.texture === true), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
   // Lockstep adapters: no barrier within a workgroup; kernels that sync workgroups keep theirs.
   return layout.kernel.lockstep && !sync ? withoutBarriers(code) : code;
 }

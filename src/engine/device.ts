@@ -4,7 +4,7 @@
  * SwiftShader; `--adapter NAME` picks one by (case-insensitive) substring. The device is
  * requested with the adapter's real limits, never the spec maxima assumed.
  */
-import { probeLockstep } from './lockstep.ts';
+import { probeLockstep, probeSubgroupRows } from './lockstep.ts';
 import { KloopError, OptionError } from '../errors.ts';
 import type { KernelOptions } from './layout.ts';
 
@@ -30,6 +30,12 @@ export interface AcquiredDevice {
    * lockstep.ts), 0 when none; such adapters get the barrier-free kernel form. 0 on GPUs.
    */
   lockstepWidth: number;
+  /**
+   * CPU adapters: the subgroup width S whose rows (S consecutive invocations of a workgroup of the
+   * default CPU size) the matvecs share input values over (kernels-wgsl/subgroup.wgsl.ts),
+   * measured by a probe; 0 when none, and on GPUs.
+   */
+  subgroupWidth: number;
 }
 
 /**
@@ -39,7 +45,7 @@ export interface AcquiredDevice {
  * on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a norm or the sampler
  * costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader is fastest at 8.
  */
-function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
+export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
   if (gpu.lockstepWidth > 0) return gpu.lockstepWidth;
   return /swiftshader/i.test(gpu.name) ? 8 : 16;
 }
@@ -66,7 +72,12 @@ export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> 
   if (want.lockstep && !lockstep) {
     throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);
   }
-  return { ...kernel, lockstep: want.lockstep ?? lockstep };
+  // Input values shared over subgroup rows: one invocation per row, the workgroup size the probe ran at.
+  const sg = kernel.style === 'cpu' && kernel.lanes === 1 && gpu.subgroupWidth > 0 && kernel.wg === cpuWorkgroupSize(gpu) ? gpu.subgroupWidth : 0;
+  if (want.subgroups && want.subgroups !== sg) {
+    throw new OptionError('subgroups', `this adapter's kernels cannot share input values over subgroups of ${want.subgroups} (measured width ${gpu.subgroupWidth} at ${gpu.cpu ? cpuWorkgroupSize(gpu) : 0} invocations, asked wg ${kernel.wg}, lanes ${kernel.lanes}, style ${kernel.style})`);
+  }
+  return { ...kernel, lockstep: want.lockstep ?? lockstep, subgroups: want.subgroups ?? sg };
 }
 
 /**
@@ -144,7 +155,10 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = describe(adapter);
   const cpu = cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`);
-  return { device, adapter, info, name, cpu, features, gpu, lockstepWidth: cpu ? await probeLockstep(device) : 0 };
+  const lockstepWidth = cpu ? await probeLockstep(device) : 0;
+  const acquired = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0 };
+  if (cpu) acquired.subgroupWidth = await probeSubgroupRows(device, cpuWorkgroupSize(acquired));
+  return acquired;
 }
 
 /**

@@ -44,6 +44,12 @@ export interface KernelOptions {
    * makeLayout resolves it to a boolean. Default off.
    */
   texture?: boolean | 'auto';
+  /**
+   * The f32 matvecs and matmuls share input values over subgroup rows of this width (4 or 8;
+   * kernels-wgsl/subgroup.wgsl.ts): each lane loads one column, the row reads the others with
+   * subgroupBroadcast. The adapter's measured width where it applies (device.ts); 0: off.
+   */
+  subgroups?: number;
 }
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;

@@ -5,6 +5,7 @@
  * workgroups of W). Anything else, an error included, means "not in lockstep".
  */
 import { lockstepProbeExpected, lockstepProbeWgsl } from '../kernels-wgsl/lockstep.wgsl.ts';
+import { SUBGROUP_WIDTHS, subgroupProbeExpected, subgroupProbeWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
 
 /**
  * Workgroup size tried: llvmpipe's row with 256-bit vectors (AVX). llvmpipe also passes the probe
@@ -16,20 +17,35 @@ export const LOCKSTEP_WIDTHS = [8] as const;
 const GROUPS = 64;
 
 /** Whether the device runs workgroups of `width` in lockstep (the probe, twice, exact). */
-export async function runsInLockstep(device: GPUDevice, width: number): Promise<boolean> {
-  const words = GROUPS * 3 * width;
+export function runsInLockstep(device: GPUDevice, width: number): Promise<boolean> {
+  return probePasses(device, lockstepProbeWgsl(width), width, lockstepProbeExpected(width, GROUPS));
+}
+
+/**
+ * Whether the device's subgroups are rows of `s` consecutive invocations of a `width` workgroup,
+ * all active (the probe of kernels-wgsl/subgroup.wgsl.ts, twice, exact). False without the
+ * 'subgroups' feature.
+ */
+export function runsSubgroupRows(device: GPUDevice, width: number, s: number): Promise<boolean> {
+  if (!device.features.has('subgroups')) return Promise.resolve(false);
+  return probePasses(device, subgroupProbeWgsl(width, s), width, subgroupProbeExpected(width, s, GROUPS));
+}
+
+/** Runs a probe shader (entry point `probe`, one storage buffer) twice over GROUPS workgroups; true if both runs write `want` exactly. */
+async function probePasses(device: GPUDevice, code: string, width: number, want: Uint32Array): Promise<boolean> {
+  const words = want.length;
   const out = device.createBuffer({ size: words * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   const read = device.createBuffer({ size: words * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
+    if (width > device.limits.maxComputeInvocationsPerWorkgroup) return false;
     // The scope is popped whatever happens, so that a failed probe leaves none behind.
     device.pushErrorScope('validation');
     const built = await device
-      .createComputePipelineAsync({ layout: 'auto', compute: { module: device.createShaderModule({ code: lockstepProbeWgsl(width) }), entryPoint: 'probe' } })
+      .createComputePipelineAsync({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'probe' } })
       .then((pipeline) => ({ pipeline, bind: device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] }) }))
       .catch(() => undefined);
     if ((await device.popErrorScope()) || !built) return false;
     const { pipeline, bind } = built;
-    const want = lockstepProbeExpected(width, GROUPS);
     for (let run = 0; run < 2; run++) {
       // Poisoned before each run: a value left from the last run cannot pass.
       device.queue.writeBuffer(out, 0, new Uint32Array(words).fill(0xdeadbeef));
@@ -59,6 +75,18 @@ export async function runsInLockstep(device: GPUDevice, width: number): Promise<
 export async function probeLockstep(device: GPUDevice): Promise<number> {
   for (const w of LOCKSTEP_WIDTHS) {
     if (w <= device.limits.maxComputeInvocationsPerWorkgroup && (await runsInLockstep(device, w))) return w;
+  }
+  return 0;
+}
+
+/**
+ * The subgroup width S (SUBGROUP_WIDTHS) whose rows the matvecs may share input values over in
+ * workgroups of `width` (kernels-wgsl/subgroup.wgsl.ts), or 0: the largest S dividing `width` that
+ * passes the probe.
+ */
+export async function probeSubgroupRows(device: GPUDevice, width: number): Promise<number> {
+  for (const s of [...SUBGROUP_WIDTHS].reverse()) {
+    if (width % s === 0 && (await runsSubgroupRows(device, width, s))) return s;
   }
   return 0;
 }

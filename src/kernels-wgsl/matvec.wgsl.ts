@@ -1,5 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
+import { subgroupDotWgsl } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -56,6 +57,12 @@ export interface MatvecParams {
    * llvmpipe reads with a gather per lane. Packed rows still stage it (the unit dots read `xs`).
    */
   direct?: boolean;
+  /**
+   * Subgroup width to share input values over (kernels-wgsl/subgroup.wgsl.ts), 0 for none. Used
+   * by the direct vec4 form when every segment starts at a multiple of it (the lanes of a
+   * subgroup then stay in one segment).
+   */
+  sg?: number;
 }
 
 /** Index of staged column `c` (a WGSL expression) in xs. */
@@ -70,6 +77,10 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
   if (type === 'f32') {
     if (direct(p)) {
       const x = (i: string) => `ld(${p.input} + ${i})`;
+      if (p.vec4 && subgroupForm(p)) {
+        return `
+        let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows: [{ acc, word: (i) => `${buf}_v(row + ${i})` }] })}`;
+      }
       if (p.vec4) {
         return `
         let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
@@ -118,6 +129,14 @@ function directPair(p: MatvecParams): string | undefined {
   if (!b || !direct(p) || !p.vec4 || p.lanes !== 1 || p.a.segs.length !== 1 || b.segs.length !== 1) return undefined;
   const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
   if (sa.types.length !== 1 || sb.types.length !== 1 || sa.r0 !== 0 || sb.r0 !== 0) return undefined;
+  if (subgroupForm(p)) {
+    return `
+        let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
+        let rb = (${sb.base} + r * ${p.cols}u) >> 2u;${subgroupDotWgsl({
+          s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`,
+          rows: [{ acc: 'a0', word: (i) => `${p.a.buf}_v(ra + ${i})` }, { acc: 'a1', word: (i) => `${b.buf}_v(rb + ${i})` }],
+        })}`;
+  }
   return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
         let rb = (${sb.base} + r * ${p.cols}u) >> 2u;
@@ -127,6 +146,17 @@ function directPair(p: MatvecParams): string | undefined {
           a0 += dot(bitcast<vec4<f32>>(${p.a.buf}_v(ra + c)), xv);
           a1 += dot(bitcast<vec4<f32>>(${b.buf}_v(rb + c)), xv);
         }`;
+}
+
+/**
+ * Whether the f32 vec4 rows use the subgroup form: a width is set, one invocation per row, and
+ * every segment starts on a subgroup boundary. The rows are then clamped, not skipped, so that
+ * every lane stays active (matvecWgsl, matmulWgsl).
+ */
+export function subgroupForm(p: { sg?: number; lanes: number; vec4?: boolean; wg: number; a: MatOperand; b?: MatOperand }): boolean {
+  const sg = p.sg ?? 0;
+  if (sg === 0 || p.lanes !== 1 || !p.vec4 || p.wg % sg !== 0) return false;
+  return [p.a, ...(p.b ? [p.b] : [])].every((op) => op.segs.every((s) => s.r0 % sg === 0));
 }
 
 /** Whether the input is read from storage, not staged (every row of the stage in f32). */
@@ -173,8 +203,10 @@ export function matvecWgsl(p: MatvecParams): string {
     workgroupBarrier();
     for (var c = lid; c < ${len}; c += WG) { xs[${xsAt(p, 'c')}] = ld(${p.input} + ${c0} + c); }
     workgroupBarrier();`;
+  // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
   const dot = (c0: string, len: string) => `
-      if (r < ${p.rows}u) {
+      ${direct(p) && subgroupForm(p) ? `{
+      let r = min(rq, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
       ${directPair(p) ?? `${operandDot(p, p.a, 'a0', c0, len)}
       ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}`}
       }`;
@@ -193,10 +225,12 @@ export function matvecWgsl(p: MatvecParams): string {
   return /* wgsl */ `
 fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let lane = lid % ${p.lanes}u;
-  let rl = lid / ${p.lanes}u;
+  let rl = lid / ${p.lanes}u;${p.sg ? `
+  let sl = lid % ${p.sg}u;` : ''}
   ${single ? load('0u', `${p.cols}u`) : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
+    let rq = r;
     var a0 = 0.0;
     ${dual ? 'var a1 = 0.0;' : ''}
     ${

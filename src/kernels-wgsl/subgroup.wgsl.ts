@@ -1,0 +1,95 @@
+/**
+ * The subgroup form of the f32 matvec and matmul inner loops, for CPU adapters whose workgroup
+ * rows are subgroups (measured per adapter: engine/lockstep.ts).
+ *
+ * llvmpipe (Mesa 25.0) compiles every load inside a loop, even one whose address is the same in
+ * all lanes, into a sequence over the lanes with a branch per lane (the loop's execution mask
+ * may have turned lanes off). In a matvec with one invocation per row every lane reads the same
+ * input values, so the input loads, not the weights (texel fetches, branch-free), bound it:
+ * replacing them with computed values made a 256-token prefill 2.3x faster (lavapipe,
+ * stories260K). Here each lane of a subgroup of S loads a DIFFERENT input value (one load
+ * instruction for S columns) and the row takes all S from registers with subgroupBroadcast,
+ * which llvmpipe compiles to an element extract and a splat. Every lane must be active in the
+ * loop (the callers clamp the row instead of skipping it), or a broadcast could read a lane
+ * that is off.
+ */
+
+/** Module header of kernels that use the subgroup form. */
+export const SUBGROUP_ENABLE = 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);';
+
+/** Subgroup widths the form supports: a block of S columns is S / 4 vec4 words of a row. */
+export const SUBGROUP_WIDTHS = [4, 8] as const;
+
+export interface SubgroupDot {
+  /** Subgroup width (4 or 8); `sl` (the lane in its subgroup, lid % S) must be in scope. */
+  s: number;
+  /** WGSL expression of the number of columns (a multiple of 4). */
+  cols: string;
+  /** WGSL expression of input column `c` (uses `c`; read in every lane, each its own column). */
+  x: string;
+  /** Each row fed by the same input: its accumulator and the vec4 word `i` of its row (uses `i`). */
+  rows: { acc: string; word: (i: string) => string }[];
+  /** A loop header over tokens (`for (...)`) around the input loads, or none (one token). */
+  tokens?: string;
+}
+
+function block(d: SubgroupDot, words: number, first: string, lane: string): string {
+  const w = d.rows.map((row, k) => Array.from({ length: words }, (_, q) => `let w${k}_${q} = bitcast<vec4<f32>>(${row.word(`${first} + ${q}u`)});`).join('\n          ')).join('\n          ');
+  const sum = (k: number) =>
+    Array.from({ length: 4 * words }, (_, j) => `w${k}_${j >> 2}.${'xyzw'[j & 3]} * subgroupBroadcast(xl, ${j}u)`).join(' + ');
+  const body = `let c = ${lane};
+            let xl = ${d.x};
+            ${d.rows.map((row, k) => `${row.acc} += ${sum(k)};`).join('\n            ')}`;
+  return `
+          ${w}
+          ${d.tokens ? `${d.tokens} {
+            ${body}
+          }` : `{
+            ${body}
+          }`}`;
+}
+
+/**
+ * The rows' dots over columns [0, cols) in blocks of S: per block each lane loads one input value
+ * and each row reads S / 4 vec4 words. With S = 8 a width that is 4 mod 8 ends with a half block.
+ */
+export function subgroupDotWgsl(d: SubgroupDot): string {
+  const s = d.s;
+  if (!(SUBGROUP_WIDTHS as readonly number[]).includes(s)) throw new Error(`subgroup width ${s}: not one of ${SUBGROUP_WIDTHS.join(', ')}`);
+  const full = `
+        let nb = (${d.cols}) / ${s}u;
+        for (var b = 0u; b < nb; b++) {${block(d, s / 4, `${s / 4}u * b`, `${s}u * b + sl`)}
+        }`;
+  if (s === 4) return full;
+  return `${full}
+        if ((${d.cols}) % ${s}u != 0u) {${block(d, 1, `${s / 4}u * nb`, `${s}u * nb + min(sl, 3u)`)}
+        }`;
+}
+
+/**
+ * Probe: in workgroups of `width`, every lane broadcasts from each lane of its subgroup of `s`
+ * (`s` consecutive local indices). Passes only if the adapter's subgroups are those rows, with
+ * every lane active. 64 workgroups, so the adapter's thread pool is exercised too.
+ */
+export const subgroupProbeWgsl = (width: number, s: number): string => /* wgsl */ `
+${SUBGROUP_ENABLE}
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(${width}) fn probe(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(subgroup_size) size: u32) {
+  let v = (wid.x * ${width}u + lid) * 7u + 3u;
+  let base = (wid.x * ${width}u + lid) * ${s + 1}u;
+${Array.from({ length: s }, (_, j) => `  out[base + ${j}u] = subgroupBroadcast(v, ${j}u);`).join('\n')}
+  out[base + ${s}u] = size;
+}`;
+
+/** What the probe writes when subgroups of `s` are consecutive local indices. */
+export function subgroupProbeExpected(width: number, s: number, groups: number): Uint32Array {
+  const out = new Uint32Array(groups * width * (s + 1));
+  for (let g = 0; g < groups; g++) {
+    for (let l = 0; l < width; l++) {
+      const base = (g * width + l) * (s + 1);
+      for (let j = 0; j < s; j++) out[base + j] = (g * width + Math.floor(l / s) * s + j) * 7 + 3;
+      out[base + s] = s;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,126 @@
+/**
+ * The subgroup form of the f32 matvecs and matmuls (kernels-wgsl/subgroup.wgsl.ts): the probe
+ * accepts the adapter's real subgroup rows and rejects wrong ones; the executor uses the form
+ * only where the probe passed; with it and without it every kernel shape and the batched forward
+ * match the CPU reference, on shapes whose rows and widths are not multiples of the subgroup
+ * (clamped last rows, the half block) and whose q|k|v segments do not start on a subgroup
+ * boundary (those rows keep the plain form).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Executor, createExecutor } from '../../src/engine/executor.ts';
+import { adapterKernel, cpuWorkgroupSize } from '../../src/engine/device.ts';
+import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { fusedProgram, kernelSchedules, perOpProgram } from '../../src/engine/program.ts';
+import { runsSubgroupRows } from '../../src/engine/lockstep.ts';
+import { subgroupDotWgsl, subgroupProbeExpected } from '../../src/kernels-wgsl/subgroup.wgsl.ts';
+import { subgroupForm } from '../../src/kernels-wgsl/matvec.wgsl.ts';
+import { syntheticModel } from '../../src/loader/synthetic.ts';
+import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
+
+// hidden 172 = 21.5 rows of 8 and 43 words of 4: the clamped last rows and the half block.
+const shape = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: false, attentionBias: true, dim: 64, hiddenDim: 172, nLayers: 3, nHeads: 8, nKvHeads: 2, headDim: 8, vocabSize: 300 };
+// k starts at row 36 and v at 48: not on a boundary of 8, so qkv keeps the plain form.
+const odd = { ...shape, dim: 36, hiddenDim: 100, nHeads: 3, nKvHeads: 1, headDim: 12, vocabSize: 260, attentionBias: false };
+const all: Executor[] = [];
+afterAll(() => all.forEach((e) => e.destroy()));
+
+describe('the subgroup probe and form', () => {
+  it('expects each lane to read its own subgroup of consecutive lanes', () => {
+    const w = subgroupProbeExpected(8, 4, 2);
+    expect(w.length).toBe(2 * 8 * 5);
+    // Workgroup 0, lane 5: subgroup lanes 4..7, then the size.
+    expect(Array.from(w.slice(25, 30))).toEqual([31, 38, 45, 52, 4]);
+    // Workgroup 1, lane 0: global lanes 8..11.
+    expect(Array.from(w.slice(40, 45))).toEqual([59, 66, 73, 80, 4]);
+  });
+
+  it('writes S / 4 words a block, a half block only for S = 8, and rejects other widths', () => {
+    const d = { cols: 'len', x: 'xs[c]', rows: [{ acc: 'a0', word: (i: string) => `w_v(r + ${i})` }] };
+    const eight = subgroupDotWgsl({ ...d, s: 8 });
+    expect(eight.match(/subgroupBroadcast\(xl, 7u\)/g)).toHaveLength(1);
+    expect(eight).toMatch(/len\) % 8u != 0u/);
+    expect(eight).toMatch(/min\(sl, 3u\)/);
+    const four = subgroupDotWgsl({ ...d, s: 4 });
+    expect(four).not.toMatch(/subgroupBroadcast\(xl, 4u\)/);
+    expect(four).not.toMatch(/% 4u != 0u/);
+    expect(() => subgroupDotWgsl({ ...d, s: 16 })).toThrow(/subgroup width 16/);
+  });
+
+  it('applies only with one invocation per row, vec4 words and segments on subgroup boundaries', () => {
+    const seg = (r0: number) => ({ r0, rows: 8, base: '0u', types: ['f32' as const] });
+    const p = { sg: 8, lanes: 1, vec4: true, wg: 8, a: { buf: 'w', segs: [seg(0), seg(64), seg(80)] } };
+    expect(subgroupForm(p)).toBe(true);
+    expect(subgroupForm({ ...p, a: { buf: 'w', segs: [seg(0), seg(36)] } })).toBe(false);
+    expect(subgroupForm({ ...p, lanes: 2 })).toBe(false);
+    expect(subgroupForm({ ...p, vec4: false })).toBe(false);
+    expect(subgroupForm({ ...p, sg: 0 })).toBe(false);
+  });
+
+  it('measures this adapter: the width found passes, twice that does not', async () => {
+    const gpu = await testDevice();
+    if (!gpu.cpu) {
+      expect(gpu.subgroupWidth).toBe(0);
+      return;
+    }
+    const wg = cpuWorkgroupSize(gpu);
+    if (/llvmpipe|lavapipe/i.test(gpu.name)) expect(gpu.subgroupWidth).toBe(8);
+    if (gpu.subgroupWidth === 0) return;
+    expect(await runsSubgroupRows(gpu.device, wg, gpu.subgroupWidth)).toBe(true);
+    // Subgroups of twice the real width: lanes of the other half are read wrongly.
+    expect(await runsSubgroupRows(gpu.device, 2 * gpu.subgroupWidth, 2 * gpu.subgroupWidth)).toBe(false);
+  }, 60_000);
+});
+
+describe('the executor and the subgroup form', () => {
+  it('default kernels share inputs where the probe passed; asking for it elsewhere is an error', async () => {
+    const gpu = await testDevice();
+    const model = syntheticModel(shape, 5);
+    const ex = (await createExecutor(model, 'looped', testDevice)) as GpuExecutor;
+    all.push(ex);
+    expect(ex.layout.kernel.subgroups).toBe(gpu.subgroupWidth);
+    const { schedule, looped } = kernelSchedules(model.config);
+    const code = fusedProgram('looped', { schedule, looped }, ex.layout, 'plain').code;
+    if (gpu.subgroupWidth > 0) {
+      expect(code.startsWith('enable subgroups;')).toBe(true);
+      expect(code).toMatch(/subgroupBroadcast/);
+    }
+    const off = (await createExecutor(model, 'per-op', testDevice, { kernel: { subgroups: 0 } })) as GpuExecutor;
+    all.push(off);
+    expect(perOpProgram(schedule, off.layout).code).not.toMatch(/subgroup/);
+    expect(() => adapterKernel(gpu, { subgroups: 8, lanes: 2 })).toThrow(/subgroups of 8/);
+    expect(adapterKernel(gpu, { style: 'gpu', wg: 64, lanes: 32 }).subgroups).toBe(0);
+  }, 300_000);
+
+  it.each([
+    ['per-op', 'dim 64', {}, shape],
+    ['per-layer', 'dim 64', {}, shape],
+    ['looped', 'dim 64', {}, shape],
+    ['looped', 'dim 64', { tokensPerDispatch: 4 }, shape],
+    ['looped', 'dim 64', { kernel: { texture: false } }, shape],
+    ['looped', 'dim 64', { kernel: { subgroups: 0 } }, shape],
+    ['per-layer', 'dim 36', {}, odd],
+    ['looped', 'dim 36', { tokensPerDispatch: 4 }, odd],
+  ] as const)('%s, %s, %j, matches the reference', async (mode, _name, opts, s) => {
+    await compareWithReference(syntheticModel(s, 21), mode, opts, 8, all);
+  }, 300_000);
+
+  it.each([
+    ['looped', 'dim 64', {}, shape],
+    ['per-op', 'dim 64', {}, shape],
+    ['looped', 'dim 36', {}, odd],
+    ['looped', 'dim 64', { subgroups: 0 }, shape],
+  ] as const)('the batched forward, %s, %s, kernel %j, matches the reference', async (mode, _name, kernel, s) => {
+    const model = syntheticModel(s, 22);
+    const ex = await createExecutor(model, mode, testDevice, { kernel, poison: true });
+    all.push(ex);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    // 21 tokens: a full chunk of 16 and a partial one of 5.
+    const tokens = Array.from({ length: 21 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
+    const rows = await ex.forwardMany!(tokens, 0, 'all');
+    for (let p = 0; p < tokens.length; p++) {
+      const want = await ref.forward(tokens[p]!, p);
+      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
+      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
+    }
+  }, 300_000);
+});
