@@ -6,7 +6,7 @@
  * in the decode form and the batched (T tokens per weight read) form.
  */
 import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
-import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
+import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, attentionBatchedSubgroupWgsl, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
 import type { Handoff } from '../kernels-wgsl/common.wgsl.ts';
 import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
 import { matmulWgsl } from '../kernels-wgsl/matmul.wgsl.ts';
@@ -161,7 +161,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     reads: [own('q'), own('kv')], writes: ['att'],
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
     wgsl: (x) => x.layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
-    batched: (x) => ATTENTION_BATCHED_WGSL,
+    batched: (x) => (x.mm.sg > 0 && x.mm.wg % x.mm.sg === 0 ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,

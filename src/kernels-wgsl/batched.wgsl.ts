@@ -116,3 +116,74 @@ ${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD')}
   }
 }
 `;
+
+/**
+ * Stage `attention` batched, subgroup form (CPU adapters with subgroup rows of `s`, see
+ * subgroup.wgsl.ts): the lanes of a subgroup take `s` consecutive tokens of one query head, so
+ * at every position they need the same K and V rows of their KV head. Each lane loads one value
+ * of a block of `s` and the others come from subgroupBroadcast: `s` times fewer loads, which
+ * llvmpipe runs as a branch per lane. The position loop runs to the subgroup's longest causal
+ * length (every lane active); positions past a lane's own length leave its running max, sum and
+ * accumulator unchanged. q and the accumulator are registers (`hd` unrolled).
+ */
+export function attentionBatchedSubgroupWgsl(hd: number, s: number): string {
+  const d = Array.from({ length: hd }, (_, i) => i);
+  const blocks = Array.from({ length: Math.ceil(hd / s) }, (_, b) => b);
+  const lanesOf = (b: number) => Math.min(s, hd - b * s);
+  const k = blocks
+    .map((b) => `{
+        let kl = kv[kb + min(${b * s}u + sl, ${hd - 1}u)];
+        sc += ${Array.from({ length: lanesOf(b) }, (_, j) => `q${b * s + j} * subgroupBroadcast(kl, ${j}u)`).join(' + ')};
+      }`)
+    .join('\n      ');
+  const v = blocks
+    .map((b) => `{
+        let vl = kv[vb + min(${b * s}u + sl, ${hd - 1}u)];
+        ${Array.from({ length: lanesOf(b) }, (_, j) => `a${b * s + j} = a${b * s + j} * corr + ex * subgroupBroadcast(vl, ${j}u);`).join('\n        ')}
+      }`)
+    .join('\n      ');
+  return /* wgsl */ `
+fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
+  let nt = min(step.n_tokens, CHUNK);
+  let kbase = (layer * 2u) * SEQ * KVD;
+  let vbase = (layer * 2u + 1u) * SEQ * KVD;
+  let scale = 1.0 / sqrt(f32(HD));
+  let sl = lid % ${s}u;
+  let mine = (NKV - t + n - 1u) / n;
+  let tb = (nt + ${s - 1}u) / ${s}u;
+  // Subgroup items: (this work item's KV head, query head of its group, block of s tokens).
+  for (var f = lid / ${s}u; f < mine * GROUP * tb; f += WG / ${s}u) {
+    let h = t + (f / (GROUP * tb)) * n;
+    let e = f % (GROUP * tb);
+    let qh = h * GROUP + e / tb;
+    let t0 = (e % tb) * ${s}u;
+    let tt = min(t0 + sl, nt - 1u);
+    let len = step.pos + tt + 1u;
+    let lmax = step.pos + min(t0 + ${s}u, nt);
+    let qb = B_Q + tt * QKVR + qh * HD;
+    ${d.map((i) => `let q${i} = ld(qb + ${i}u);`).join(' ')}
+    ${d.map((i) => `var a${i} = 0.0;`).join(' ')}
+    var m = -3.402823e38;
+    var sum = 0.0;
+    for (var p = 0u; p < lmax; p++) {
+      let kb = kbase + p * KVD + h * HD;
+      var sc = 0.0;
+      ${k}
+      sc = sc * scale;
+      let live = p < len;
+      let mn = select(m, max(m, sc), live);
+      let corr = exp(m - mn);
+      let ex = select(0.0, exp(sc - mn), live);
+      sum = sum * corr + ex;
+      let vb = vbase + p * KVD + h * HD;
+      ${v}
+      m = mn;
+    }
+    if (t0 + sl < nt) {
+      let ob = B_ATT + tt * QD + qh * HD;
+      ${d.map((i) => `st(ob + ${i}u, a${i} / sum);`).join(' ')}
+    }
+  }
+}
+`;
+}
