@@ -1,6 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { subgroupDotWgsl } from './subgroup.wgsl.ts';
+import { SUBGROUP_REGISTER_COLS, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -78,8 +78,10 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
     if (direct(p)) {
       const x = (i: string) => `ld(${p.input} + ${i})`;
       if (p.vec4 && subgroupForm(p)) {
+        const rows = [{ acc, word: (i: string) => `${buf}_v(row + ${i})` }];
         return `
-        let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows: [{ acc, word: (i) => `${buf}_v(row + ${i})` }] })}`;
+        let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
+        ${registerInput(p) ? subgroupRegisterDotWgsl(p.sg!, p.cols, rows) : subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows })}`;
       }
       if (p.vec4) {
         return `
@@ -130,12 +132,11 @@ function directPair(p: MatvecParams): string | undefined {
   const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
   if (sa.types.length !== 1 || sb.types.length !== 1 || sa.r0 !== 0 || sb.r0 !== 0) return undefined;
   if (subgroupForm(p)) {
+    const rows = [{ acc: 'a0', word: (i: string) => `${p.a.buf}_v(ra + ${i})` }, { acc: 'a1', word: (i: string) => `${b.buf}_v(rb + ${i})` }];
     return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
-        let rb = (${sb.base} + r * ${p.cols}u) >> 2u;${subgroupDotWgsl({
-          s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`,
-          rows: [{ acc: 'a0', word: (i) => `${p.a.buf}_v(ra + ${i})` }, { acc: 'a1', word: (i) => `${b.buf}_v(rb + ${i})` }],
-        })}`;
+        let rb = (${sb.base} + r * ${p.cols}u) >> 2u;
+        ${registerInput(p) ? subgroupRegisterDotWgsl(p.sg!, p.cols, rows) : subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows })}`;
   }
   return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
@@ -157,6 +158,14 @@ export function subgroupForm(p: { sg?: number; lanes: number; vec4?: boolean; wg
   const sg = p.sg ?? 0;
   if (sg === 0 || p.lanes !== 1 || !p.vec4 || p.wg % sg !== 0) return false;
   return [p.a, ...(p.b ? [p.b] : [])].every((op) => op.segs.every((s) => s.r0 % sg === 0));
+}
+
+/**
+ * The subgroup form with the input in registers: read from storage once per stage, before the
+ * loop over rows (direct f32 rows, up to SUBGROUP_REGISTER_COLS columns).
+ */
+function registerInput(p: MatvecParams): boolean {
+  return direct(p) && !!p.vec4 && subgroupForm(p) && p.cols <= SUBGROUP_REGISTER_COLS;
 }
 
 /** Whether the input is read from storage, not staged (every row of the stage in f32). */
@@ -228,6 +237,7 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let rl = lid / ${p.lanes}u;${p.sg ? `
   let sl = lid % ${p.sg}u;` : ''}
   ${single ? load('0u', `${p.cols}u`) : ''}
+  ${registerInput(p) ? subgroupInputWgsl(p.sg!, p.cols, (c) => `ld(${p.input} + ${c})`) : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
     let rq = r;

@@ -66,6 +66,44 @@ export function subgroupDotWgsl(d: SubgroupDot): string {
         }`;
 }
 
+/** Widest input (columns) held in registers by the register form: `cols / s` values per lane, unrolled. */
+export const SUBGROUP_REGISTER_COLS = 1024;
+
+/** Blocks of an input of `cols` columns (a multiple of 4) for width `s`: [first column, columns]. */
+function blocksOf(cols: number, s: number): [number, number][] {
+  return Array.from({ length: Math.ceil(cols / s) }, (_, b) => [b * s, Math.min(s, cols - b * s)]);
+}
+
+/**
+ * The register form, first half: every lane loads its column of each block of the input ONCE
+ * (before the loop over rows), into `xr0`, `xr1`, ... `x(c)` is the WGSL of column `c`.
+ */
+export function subgroupInputWgsl(s: number, cols: number, x: (c: string) => string): string {
+  return blocksOf(cols, s)
+    .map(([c0, n], b) => `let xr${b} = ${x(n === s ? `${c0}u + sl` : `${c0}u + min(sl, ${n - 1}u)`)};`)
+    .join('\n  ');
+}
+
+/**
+ * The register form, second half: the rows' dots over the input loaded by subgroupInputWgsl,
+ * unrolled over its blocks (`word(i)` with `i` a constant expression).
+ */
+export function subgroupRegisterDotWgsl(s: number, cols: number, rows: SubgroupDot['rows']): string {
+  return blocksOf(cols, s)
+    .map(([c0, n], b) => {
+      const words = n / 4;
+      return rows
+        .map((row, k) => {
+          const w = Array.from({ length: words }, (_, q) => `let w${k}_${b}_${q} = bitcast<vec4<f32>>(${row.word(`${c0 / 4 + q}u`)});`).join(' ');
+          const sum = Array.from({ length: n }, (_, j) => `w${k}_${b}_${j >> 2}.${'xyzw'[j & 3]} * subgroupBroadcast(xr${b}, ${j}u)`).join(' + ');
+          return `${w}
+        ${row.acc} += ${sum};`;
+        })
+        .join('\n        ');
+    })
+    .join('\n        ');
+}
+
 /**
  * Probe: in workgroups of `width`, every lane broadcasts from each lane of its subgroup of `s`
  * (`s` consecutive local indices). Passes only if the adapter's subgroups are those rows, with
