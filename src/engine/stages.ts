@@ -39,7 +39,7 @@ export interface StageContext {
   /** Matvec parameters shared by every decode matvec. */
   mv: { lanes: number; wg: number; tile: number; vec4: boolean; pad: boolean; direct: boolean; sg: number };
   /** Matmul parameters shared by every batched matvec. */
-  mm: { lanes: number; wg: number; tileCols: number; vec4: boolean; sg: number };
+  mm: { lanes: number; wg: number; tileCols: number; vec4: boolean; sg: number; chunk: number };
   /** The q/k/v bias term of the qkv epilogue ('' without biases). */
   bias: string;
   op(name: SlotName): MatOperand;
@@ -56,7 +56,7 @@ export function stageContext(layout: Layout, handoff: Handoff): StageContext {
       pad: layout.consts.XS_LEN > layout.tile, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
       sg: layout.kernel.subgroups ?? 0,
     },
-    mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0 },
+    mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0, chunk: layout.batch?.chunk ?? 1 },
     bias: c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '',
     op: (name) => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] }),
     seg: (name, r0) => segment(layout, name, r0),

@@ -33,6 +33,24 @@ export interface MatmulParams {
   vec4?: boolean;
   /** Subgroup width to share input values over (subgroup.wgsl.ts, matvec.wgsl.ts subgroupForm), 0 for none. */
   sg?: number;
+  /** Tokens of a full chunk (the layout's CHUNK). */
+  chunk: number;
+}
+
+/** Subgroup blocks of a row (the subgroup form's input values per lane and token). */
+const blocks = (p: MatmulParams): number => Math.ceil(p.cols / p.sg!);
+
+/** Most input values per lane the register tile holds (CHUNK x blocks). */
+export const REGISTER_TILE_MAX = 1024;
+
+/**
+ * The subgroup form with whole rows staged: a full chunk's inputs are copied once per stage from
+ * xs to a private array (each lane its column of every block, per token), which the row loop
+ * reads instead of xs: llvmpipe reads a private array without the per-lane branches of a
+ * workgroup-memory load (lavapipe, stories260K, 256-token prefill: 1.1-1.3x).
+ */
+function registerTile(p: MatmulParams): boolean {
+  return p.vec4 === true && subgroupForm(p) && p.cols <= p.tileCols && !p.forcedOnly && p.chunk * blocks(p) <= REGISTER_TILE_MAX;
 }
 
 function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, acc: string): string {
@@ -47,12 +65,13 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
     const wide = p.vec4 === true && p.lanes === 1 && p.tileCols % 4 === 0 && p.cols % 4 === 0;
     // The subgroup form: each lane loads one staged column of a token, the row reads the rest
     // from its subgroup (lavapipe, stories260K, 256-token prefill, looped: 1.8x).
-    const sgLoop = (tokens: string) =>
+    // A full chunk reads the private copy of its inputs (registerTile).
+    const sgLoop = (tokens: string, full: boolean) =>
       `
-        let rw = row >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: 'len', x: 'xs[tt * BT + c]', rows: [{ acc: `${acc}[tt]`, word: (i) => `${buf}_v(rw + ${i})` }], tokens: `for (${tokens})` })}`;
-    const loop = (tokens: string) =>
+        let rw = row >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: 'len', x: full && registerTile(p) ? `xr[tt * ${blocks(p)}u + c / ${p.sg}u]` : 'xs[tt * BT + c]', rows: [{ acc: `${acc}[tt]`, word: (i) => `${buf}_v(rw + ${i})` }], tokens: `for (${tokens})` })}`;
+    const loop = (tokens: string, full = false) =>
       wide && subgroupForm(p)
-        ? sgLoop(tokens)
+        ? sgLoop(tokens, full)
         : wide
         ? `
         for (var c4 = 0u; c4 < len / 4u; c4++) {
@@ -71,7 +90,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
     const partial = loop('var tt = t0; tt < nt; tt++');
     return `
         let row = ${seg.base} + ${rel} * ${p.cols}u + c0;${p.forcedOnly ? partial : `
-        if (nt == CHUNK) {${loop('var tt = 0u; tt < CHUNK; tt++')}
+        if (nt == CHUNK) {${loop('var tt = 0u; tt < CHUNK; tt++', true)}
         } else {${partial}
         }`}`;
   }
@@ -132,7 +151,13 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let sl = lid % ${p.sg}u;` : ''}
   let nt = min(step.n_tokens, CHUNK);
   let t0 = ${p.forcedOnly ? 'nt - min(step.forced, nt)' : '0u'};
-  ${single ? load('0u', `${p.cols}u`) : ''}
+  ${single ? load('0u', `${p.cols}u`) : ''}${registerTile(p) ? `
+  var xr: array<f32, ${p.chunk * blocks(p)}>;
+  if (nt == CHUNK) {
+    for (var tt = 0u; tt < CHUNK; tt++) {
+      for (var b = 0u; b < ${blocks(p)}u; b++) { xr[tt * ${blocks(p)}u + b] = xs[tt * BT + min(b * ${p.sg}u + sl, ${p.cols - 1}u)]; }
+    }
+  }` : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
     let rq = r;
