@@ -52,9 +52,10 @@ export interface MatvecParams {
    */
   pad?: boolean;
   /**
-   * CPU adapters: f32 rows read the input straight from the activation buffer (the same index in
-   * every invocation: one scalar load, broadcast) instead of staging it in workgroup memory, which
-   * llvmpipe reads with a gather per lane. Packed rows still stage it (the unit dots read `xs`).
+   * CPU adapters: f32 rows read the input straight from the activation buffer instead of staging
+   * it in workgroup memory (one copy less; inside a loop llvmpipe loads either with a branch per
+   * lane). With `sg` the subgroup form loads it once per stage into registers. Packed rows still
+   * stage it (the unit dots read `xs`).
    */
   direct?: boolean;
   /**

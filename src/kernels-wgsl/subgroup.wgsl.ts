@@ -66,8 +66,13 @@ export function subgroupDotWgsl(d: SubgroupDot): string {
         }`;
 }
 
-/** Widest input (columns) held in registers by the register form: `cols / s` values per lane, unrolled. */
-export const SUBGROUP_REGISTER_COLS = 1024;
+/**
+ * Widest input (columns) held in registers by the register form: `cols / s` values per lane,
+ * unrolled. Wider ones keep the loop form: on the stories15M shape (288 and 768 columns) llvmpipe
+ * compiled the unrolled kernels for minutes and they decoded slower (looped:16 52 against 73
+ * tokens/s with the loop form).
+ */
+export const SUBGROUP_REGISTER_COLS = 256;
 
 /** Blocks of an input of `cols` columns (a multiple of 4) for width `s`: [first column, columns]. */
 function blocksOf(cols: number, s: number): [number, number][] {
