@@ -1,5 +1,5 @@
 import { deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { type MatOperand, type MatSegment, operandDotWgsl, subgroupForm, unitDotName } from './matvec.wgsl.ts';
+import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
 import { subgroupDotWgsl } from './subgroup.wgsl.ts';
 import type { WeightType } from '../loader/types.ts';
 
@@ -100,7 +100,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
         let u0 = c0 / ${ue}u;
         let u1 = (c0 + len) / ${ue}u;
         for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
-          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u); }
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u, sl)` : `${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u)`}; }
         }`;
 }
 
@@ -125,7 +125,7 @@ export function matmulWgsl(p: MatmulParams): string {
     workgroupBarrier();`;
   // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
   const dot = `
-      ${p.vec4 && subgroupForm(p) ? `{
+      ${clampsRows(p, p.vec4 === true && subgroupForm(p)) ? `{
       let r = min(rq, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
       ${operandDot(p, p.a, 'a0')}
       ${dual ? operandDot(p, p.b!, 'a1') : ''}

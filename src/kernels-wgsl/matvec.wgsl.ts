@@ -1,6 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { SUBGROUP_REGISTER_COLS, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
+import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -110,11 +110,12 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[${xsAt(p, 'c')}]; }`;
   }
   const ue = unitElems(type, p.cols);
+  const call = subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}, sl)` : `${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)})`;
   return `
         let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
         let u0 = (${c0}) / ${ue}u;
         let u1 = (${c0} + ${len}) / ${ue}u;
-        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}); }`;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${call}; }`;
 }
 
 /** The input values 4c .. 4c + 3 read straight from `act` (the direct form; `i` = 4c in scope). */
@@ -155,10 +156,28 @@ function directPair(p: MatvecParams): string | undefined {
  * every segment starts on a subgroup boundary. The rows are then clamped, not skipped, so that
  * every lane stays active (matvecWgsl, matmulWgsl).
  */
-export function subgroupForm(p: { sg?: number; lanes: number; vec4?: boolean; wg: number; a: MatOperand; b?: MatOperand }): boolean {
+export function subgroupForm(p: SubgroupRows & { vec4?: boolean }): boolean {
+  return !!p.vec4 && subgroupRows(p);
+}
+
+type SubgroupRows = { sg?: number; lanes: number; wg: number; a: MatOperand; b?: MatOperand; pad?: boolean };
+
+/** A subgroup width is set, one invocation per row, every segment on a subgroup boundary, no padded staging. */
+export function subgroupRows(p: SubgroupRows): boolean {
   const sg = p.sg ?? 0;
-  if (sg === 0 || p.lanes !== 1 || !p.vec4 || p.wg % sg !== 0) return false;
+  if (sg === 0 || p.lanes !== 1 || p.wg % sg !== 0 || p.pad) return false;
   return [p.a, ...(p.b ? [p.b] : [])].every((op) => op.segs.every((s) => s.r0 % sg === 0));
+}
+
+/** Whether `type` rows use the subgroup unit dot (subgroup.wgsl.ts, SUBGROUP_UNIT_TYPES). */
+export function subgroupUnit(p: SubgroupRows, type: WeightType): boolean {
+  return SUBGROUP_UNIT_TYPES.includes(type) && subgroupRows(p);
+}
+
+/** Whether any row of the stage uses a subgroup form, so that its rows are clamped, not skipped (every lane active). */
+export function clampsRows(p: SubgroupRows & { vec4?: boolean }, f32Subgroup: boolean): boolean {
+  const types = [p.a, ...(p.b ? [p.b] : [])].flatMap((op) => op.segs.flatMap((s) => s.types));
+  return (f32Subgroup && types.includes('f32')) || types.some((t) => subgroupUnit(p, t));
 }
 
 /**
@@ -215,7 +234,7 @@ export function matvecWgsl(p: MatvecParams): string {
     workgroupBarrier();`;
   // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
   const dot = (c0: string, len: string) => `
-      ${direct(p) && subgroupForm(p) ? `{
+      ${clampsRows(p, direct(p) && subgroupForm(p)) ? `{
       let r = min(rq, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
       ${directPair(p) ?? `${operandDot(p, p.a, 'a0', c0, len)}
       ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}`}

@@ -14,6 +14,8 @@
  * that is off.
  */
 
+import type { WeightType } from '../loader/types.ts';
+
 /** Module header of kernels that use the subgroup form. */
 export const SUBGROUP_ENABLE = 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);';
 
@@ -135,4 +137,38 @@ export function subgroupProbeExpected(width: number, s: number, groups: number):
     }
   }
   return out;
+}
+
+/** Packed encodings with a subgroup unit dot (subgroupUnitDotWgsl). */
+export const SUBGROUP_UNIT_TYPES: readonly WeightType[] = ['q8_0', 'q4_0'];
+
+/**
+ * Subgroup form of a 32-value unit dot (`uds_<type>_<buf>(rb, u, xo, sl)`, same result as the
+ * `ud_` one of dequant.wgsl.ts): lane `sl` loads staged values xo + s*i + sl, 32 / s loads
+ * instead of 32, and every value of the unit comes from subgroupBroadcast.
+ */
+export function subgroupUnitDotWgsl(type: WeightType, buf: string, s: number): string {
+  const W = (i: string) => `${buf}_w(${i})`;
+  const x = (e: number) => `subgroupBroadcast(x${Math.floor(e / s)}, ${e % s}u)`;
+  const x4 = (e: number) => `vec4<f32>(${[0, 1, 2, 3].map((d) => x(e + d)).join(', ')})`;
+  const loads = Array.from({ length: 32 / s }, (_, i) => `let x${i} = xs[xo + ${i * s}u + sl];`).join(' ');
+  const sig = `fn uds_${type}_${buf}(rb: u32, u: u32, xo: u32, sl: u32) -> f32`;
+  if (type === 'q8_0') {
+    return `${sig} {
+  let b = rb + u * 9u;
+  ${loads}
+  let s = ${Array.from({ length: 8 }, (_, k) => `dot(i8x4(${W(`b + ${1 + k}u`)}), ${x4(4 * k)})`).join('\n    + ')};
+  return lo16(${W('b')}) * s;
+}`;
+  }
+  if (type === 'q4_0') {
+    return `${sig} {
+  let b = rb + u * 5u;
+  ${loads}
+  ${Array.from({ length: 4 }, (_, k) => `let w${k} = ${W(`b + ${1 + k}u`)};`).join(' ')}
+  let s = ${Array.from({ length: 4 }, (_, k) => `dot(vec4<f32>(nib4(w${k})) - 8.0, ${x4(4 * k)}) + dot(vec4<f32>(nib4(w${k} >> 4u)) - 8.0, ${x4(16 + 4 * k)})`).join('\n    + ')};
+  return lo16(${W('b')}) * s;
+}`;
+  }
+  throw new Error(`no subgroup unit dot for ${type}`);
 }

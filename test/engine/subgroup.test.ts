@@ -123,4 +123,24 @@ describe('the executor and the subgroup form', () => {
       expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
     }
   }, 300_000);
+
+  it.each(['q8_0', 'q4_0'] as const)('%s rows use the subgroup unit dot; decode and the batched forward match the reference', async (type) => {
+    const gpu = await testDevice();
+    // dim 64 and hidden 192: rows of 2 and 6 blocks of 32.
+    const model = syntheticModel({ ...shape, hiddenDim: 192 }, 23, type);
+    const ex = (await createExecutor(model, 'looped', testDevice, { tokensPerDispatch: 4, poison: true })) as GpuExecutor;
+    all.push(ex);
+    const { schedule, looped } = kernelSchedules(model.config);
+    if (gpu.subgroupWidth > 0) expect(fusedProgram('looped', { schedule, looped }, ex.layout, 'plain').code).toMatch(new RegExp(`fn sud_${type}x32_w_attn`));
+    await compareWithReference(model, 'per-layer', {}, 6, all);
+    await compareWithReference(model, 'looped', { tokensPerDispatch: 4 }, 6, all);
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const tokens = Array.from({ length: 19 }, (_, i) => (i * 31 + 5) % model.config.vocabSize);
+    const rows = await ex.forwardMany!(tokens, 0, 'all');
+    for (let p = 0; p < tokens.length; p++) {
+      const want = await ref.forward(tokens[p]!, p);
+      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
+      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
+    }
+  }, 300_000);
 });
