@@ -13,7 +13,7 @@ import { KloopError, OptionError } from '../errors.ts';
 import { BINDING, STEP_BYTES, packStep } from '../kernels-wgsl/common.wgsl.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
-import { type BatchLayout, DEFAULT_CHUNK, batchLayout } from './batch-layout.ts';
+import { type BatchLayout, batchLayout, defaultChunk } from './batch-layout.ts';
 import { BatchRunner } from './batch-runner.ts';
 import { type AcquiredDevice, adapterKernel, cpuPerOpGroups } from './device.ts';
 import { type StepOverheads, measureOverheads } from './overheads.ts';
@@ -35,7 +35,7 @@ export interface GpuOptions {
   kernel?: Partial<KernelOptions>;
   /** Workgroups of a fused dispatch (default: discovered per adapter). */
   groups?: number;
-  /** Tokens per batched-forward pass wanted (default per adapter, DEFAULT_CHUNK; capped by workgroup memory). */
+  /** Tokens per batched-forward pass wanted (default per adapter and model, defaultChunk; capped by workgroup memory). */
   prefillChunk?: number;
   /** Spin iterations before a barrier gives up (tests force tiny bounds). */
   spinBound?: number;
@@ -111,7 +111,7 @@ export class GpuExecutor implements Executor {
       throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);
     }
     this.layout = makeLayout(cfg, kernel, context, limits.maxComputeWorkgroupStorageSize, weightTypesOf(model.weights));
-    this.batch = batchLayout(this.layout, limits.maxComputeWorkgroupStorageSize, opts.prefillChunk ?? DEFAULT_CHUNK[gpu.cpu ? 'cpu' : 'gpu']);
+    this.batch = batchLayout(this.layout, limits.maxComputeWorkgroupStorageSize, opts.prefillChunk ?? defaultChunk(this.layout, limits.maxComputeWorkgroupStorageSize, gpu.cpu));
     this.k = opts.tokensPerDispatch ?? 1;
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > MAX_TOKENS_PER_DISPATCH) {
       throw new OptionError('tokensPerDispatch', `must be an integer in [1, ${MAX_TOKENS_PER_DISPATCH}] (got ${this.k})`);

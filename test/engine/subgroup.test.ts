@@ -14,7 +14,9 @@ import { fusedProgram, kernelSchedules, perOpProgram } from '../../src/engine/pr
 import { runsSubgroupRows } from '../../src/engine/lockstep.ts';
 import { subgroupDotWgsl, subgroupProbeExpected } from '../../src/kernels-wgsl/subgroup.wgsl.ts';
 import { subgroupForm } from '../../src/kernels-wgsl/matvec.wgsl.ts';
-import { syntheticModel } from '../../src/loader/synthetic.ts';
+import { SYNTHETIC_SHAPES, syntheticModel } from '../../src/loader/synthetic.ts';
+import { makeLayout } from '../../src/engine/layout.ts';
+import { batchLayout, defaultChunk } from '../../src/engine/batch-layout.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 
 // hidden 172 = 21.5 rows of 8 and 43 words of 4: the clamped last rows and the half block.
@@ -71,6 +73,20 @@ describe('the subgroup probe and form', () => {
   }, 60_000);
 });
 
+describe('the default prefill chunk', () => {
+  it('is 32 tokens on CPU adapters where whole rows of the model width still fit the tile, else 16; 32 on GPUs', () => {
+    const kernel = { wg: 8, lanes: 1, style: 'cpu' as const };
+    const small = makeLayout(syntheticModel(shape, 3).config, kernel, 64, 16384);
+    expect(defaultChunk(small, 32768, true)).toBe(32);
+    expect(batchLayout(small, 32768, 32).tileCols).toBeGreaterThanOrEqual(64);
+    // The stories15M shape: 32 tokens leave 224 of its 288 columns a tile.
+    const wide = makeLayout(syntheticModel(SYNTHETIC_SHAPES.stories15M!, 3).config, kernel, 256, 16384);
+    expect(batchLayout(wide, 32768, 32).tileCols).toBeLessThan(288);
+    expect(defaultChunk(wide, 32768, true)).toBe(16);
+    expect(defaultChunk(wide, 32768, false)).toBe(32);
+  });
+});
+
 describe('the executor and the subgroup form', () => {
   it('default kernels share inputs where the probe passed; asking for it elsewhere is an error', async () => {
     const gpu = await testDevice();
@@ -114,8 +130,8 @@ describe('the executor and the subgroup form', () => {
     const ex = await createExecutor(model, mode, testDevice, { kernel, poison: true });
     all.push(ex);
     const ref = await createExecutor(model, 'reference', testDevice);
-    // 21 tokens: a full chunk of 16 and a partial one of 5.
-    const tokens = Array.from({ length: 21 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
+    // 37 tokens: a full chunk of 32 (16 where the default chunk is 16) and a partial one.
+    const tokens = Array.from({ length: 37 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
     const rows = await ex.forwardMany!(tokens, 0, 'all');
     for (let p = 0; p < tokens.length; p++) {
       const want = await ref.forward(tokens[p]!, p);
@@ -135,7 +151,7 @@ describe('the executor and the subgroup form', () => {
     await compareWithReference(model, 'per-layer', {}, 6, all);
     await compareWithReference(model, 'looped', { tokensPerDispatch: 4 }, 6, all);
     const ref = await createExecutor(model, 'reference', testDevice);
-    const tokens = Array.from({ length: 19 }, (_, i) => (i * 31 + 5) % model.config.vocabSize);
+    const tokens = Array.from({ length: 37 }, (_, i) => (i * 31 + 5) % model.config.vocabSize);
     const rows = await ex.forwardMany!(tokens, 0, 'all');
     for (let p = 0; p < tokens.length; p++) {
       const want = await ref.forward(tokens[p]!, p);
