@@ -34,12 +34,12 @@ function typeTables(layout: Layout): string {
 /** The decoders every stage of this layout may call: one unit dot per (encoding, width, buffer), one value read for the embedding. */
 function decoders(layout: Layout): string {
   const out = new Map<string, string>();
+  const sg = layout.kernel.subgroups ?? 0;
   for (const s of Object.values(layout.slots)) {
     for (const t of new Set(s.types)) {
       if (t === 'f32') continue;
       const name = unitDotName(t, s.cols, WBUF[s.buf]);
       if (!out.has(name)) out.set(name, unitDotWgsl(t, WBUF[s.buf], unitElems(t, s.cols)).replace(`fn ud_${t}_`, `fn ${name.replace(/_w_.*$/, '')}_`));
-      const sg = layout.kernel.subgroups ?? 0;
       if (sg > 0 && SUBGROUP_UNIT_TYPES.includes(t) && !out.has(`s${name}`)) {
         out.set(`s${name}`, subgroupUnitDotWgsl(t, WBUF[s.buf], sg).replace(`fn uds_${t}_`, `fn s${name.replace(/_w_.*$/, '')}_`));
       }

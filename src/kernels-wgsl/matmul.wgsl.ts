@@ -125,8 +125,8 @@ export function matmulWgsl(p: MatmulParams): string {
     workgroupBarrier();`;
   // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
   const dot = `
-      ${clampsRows(p, p.vec4 === true && subgroupForm(p)) ? `{
-      let r = min(rq, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
+      ${clampsRows(p, subgroupForm(p)) ? `{
+      let r = min(r, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
       ${operandDot(p, p.a, 'a0')}
       ${dual ? operandDot(p, p.b!, 'a1') : ''}
       }`;
@@ -160,7 +160,6 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   }` : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
-    let rq = r;
     var a0: array<f32, CHUNK>;
     ${dual ? 'var a1: array<f32, CHUNK>;' : ''}
     // Zeroed explicitly: a declaration inside a loop is not re-initialised on every compiler.

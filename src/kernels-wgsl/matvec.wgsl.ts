@@ -1,6 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
+import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, type SubgroupDot, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -78,11 +78,10 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
   if (type === 'f32') {
     if (direct(p)) {
       const x = (i: string) => `ld(${p.input} + ${i})`;
-      if (p.vec4 && subgroupForm(p)) {
-        const rows = [{ acc, word: (i: string) => `${buf}_v(row + ${i})` }];
+      if (subgroupForm(p)) {
         return `
         let row = (${seg.base} + ${rel} * ${p.cols}u) >> 2u;
-        ${registerInput(p) ? subgroupRegisterDotWgsl(p.sg!, p.cols, rows) : subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows })}`;
+        ${directSubgroupDot(p, [{ acc, word: (i) => `${buf}_v(row + ${i})` }])}`;
       }
       if (p.vec4) {
         return `
@@ -134,11 +133,10 @@ function directPair(p: MatvecParams): string | undefined {
   const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
   if (sa.types.length !== 1 || sb.types.length !== 1 || sa.r0 !== 0 || sb.r0 !== 0) return undefined;
   if (subgroupForm(p)) {
-    const rows = [{ acc: 'a0', word: (i: string) => `${p.a.buf}_v(ra + ${i})` }, { acc: 'a1', word: (i: string) => `${b.buf}_v(rb + ${i})` }];
     return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
         let rb = (${sb.base} + r * ${p.cols}u) >> 2u;
-        ${registerInput(p) ? subgroupRegisterDotWgsl(p.sg!, p.cols, rows) : subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows })}`;
+        ${directSubgroupDot(p, [{ acc: 'a0', word: (i) => `${p.a.buf}_v(ra + ${i})` }, { acc: 'a1', word: (i) => `${b.buf}_v(rb + ${i})` }])}`;
   }
   return `
         let ra = (${sa.base} + r * ${p.cols}u) >> 2u;
@@ -185,7 +183,12 @@ export function clampsRows(p: SubgroupRows & { vec4?: boolean }, f32Subgroup: bo
  * loop over rows (direct f32 rows, up to SUBGROUP_REGISTER_COLS columns).
  */
 function registerInput(p: MatvecParams): boolean {
-  return direct(p) && !!p.vec4 && subgroupForm(p) && p.cols <= SUBGROUP_REGISTER_COLS;
+  return direct(p) && subgroupForm(p) && p.cols <= SUBGROUP_REGISTER_COLS;
+}
+
+/** The direct f32 rows' dots in the subgroup form: from the registers of registerInput, else loading the input block by block. */
+function directSubgroupDot(p: MatvecParams, rows: SubgroupDot['rows']): string {
+  return registerInput(p) ? subgroupRegisterDotWgsl(p.sg!, p.cols, rows) : subgroupDotWgsl({ s: p.sg!, cols: `${p.cols}u`, x: `ld(${p.input} + c)`, rows });
 }
 
 /** Whether the input is read from storage, not staged (every row of the stage in f32). */
@@ -235,7 +238,7 @@ export function matvecWgsl(p: MatvecParams): string {
   // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
   const dot = (c0: string, len: string) => `
       ${clampsRows(p, direct(p) && subgroupForm(p)) ? `{
-      let r = min(rq, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
+      let r = min(r, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
       ${directPair(p) ?? `${operandDot(p, p.a, 'a0', c0, len)}
       ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}`}
       }`;
@@ -260,7 +263,6 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   ${registerInput(p) ? subgroupInputWgsl(p.sg!, p.cols, (c) => `ld(${p.input} + ${c})`) : ''}
   for (var item = t; item < ${items}u; item += n) {
     let r = item * ${rpi}u + rl;
-    let rq = r;
     var a0 = 0.0;
     ${dual ? 'var a1 = 0.0;' : ''}
     ${

@@ -35,13 +35,16 @@ export interface SubgroupDot {
   tokens?: string;
 }
 
+/** `n` columns of a row against a lane register: w(q) names vec4 word q, `x` the register holding column j in lane j. */
+function broadcastSum(w: (q: number) => string, x: string, n: number): string {
+  return Array.from({ length: n }, (_, j) => `${w(j >> 2)}.${'xyzw'[j & 3]} * subgroupBroadcast(${x}, ${j}u)`).join(' + ');
+}
+
 function block(d: SubgroupDot, words: number, first: string, lane: string): string {
   const w = d.rows.map((row, k) => Array.from({ length: words }, (_, q) => `let w${k}_${q} = bitcast<vec4<f32>>(${row.word(`${first} + ${q}u`)});`).join('\n          ')).join('\n          ');
-  const sum = (k: number) =>
-    Array.from({ length: 4 * words }, (_, j) => `w${k}_${j >> 2}.${'xyzw'[j & 3]} * subgroupBroadcast(xl, ${j}u)`).join(' + ');
   const body = `let c = ${lane};
             let xl = ${d.x};
-            ${d.rows.map((row, k) => `${row.acc} += ${sum(k)};`).join('\n            ')}`;
+            ${d.rows.map((row, k) => `${row.acc} += ${broadcastSum((q) => `w${k}_${q}`, 'xl', 4 * words)};`).join('\n            ')}`;
   return `
           ${w}
           ${d.tokens ? `${d.tokens} {
@@ -102,9 +105,8 @@ export function subgroupRegisterDotWgsl(s: number, cols: number, rows: SubgroupD
       return rows
         .map((row, k) => {
           const w = Array.from({ length: words }, (_, q) => `let w${k}_${b}_${q} = bitcast<vec4<f32>>(${row.word(`${c0 / 4 + q}u`)});`).join(' ');
-          const sum = Array.from({ length: n }, (_, j) => `w${k}_${b}_${j >> 2}.${'xyzw'[j & 3]} * subgroupBroadcast(xr${b}, ${j}u)`).join(' + ');
           return `${w}
-        ${row.acc} += ${sum};`;
+        ${row.acc} += ${broadcastSum((q) => `w${k}_${b}_${q}`, `xr${b}`, n)};`;
         })
         .join('\n        ');
     })
