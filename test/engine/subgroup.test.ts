@@ -17,7 +17,7 @@ import { subgroupForm } from '../../src/kernels-wgsl/matvec.wgsl.ts';
 import { SYNTHETIC_SHAPES, syntheticModel } from '../../src/loader/synthetic.ts';
 import { makeLayout } from '../../src/engine/layout.ts';
 import { batchLayout, defaultChunk } from '../../src/engine/batch-layout.ts';
-import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
+import { compareBatchedWithReference, compareWithReference, testDevice } from '../helpers/gpu.ts';
 
 // hidden 172 = 21.5 rows of 8 and 43 words of 4: the clamped last rows and the half block.
 const shape = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: false, attentionBias: true, dim: 64, hiddenDim: 172, nLayers: 3, nHeads: 8, nKvHeads: 2, headDim: 8, vocabSize: 300 };
@@ -129,15 +129,8 @@ describe('the executor and the subgroup form', () => {
     const model = syntheticModel(s, 22);
     const ex = await createExecutor(model, mode, testDevice, { kernel, poison: true });
     all.push(ex);
-    const ref = await createExecutor(model, 'reference', testDevice);
     // 37 tokens: a full chunk of 32 (16 where the default chunk is 16) and a partial one.
-    const tokens = Array.from({ length: 37 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
-    const rows = await ex.forwardMany!(tokens, 0, 'all');
-    for (let p = 0; p < tokens.length; p++) {
-      const want = await ref.forward(tokens[p]!, p);
-      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
-      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
-    }
+    await compareBatchedWithReference(model, ex, Array.from({ length: 37 }, (_, i) => (i * 53 + 7) % model.config.vocabSize));
   }, 300_000);
 
   it.each(['q8_0', 'q4_0'] as const)('%s rows use the subgroup unit dot; decode and the batched forward match the reference', async (type) => {
@@ -150,13 +143,6 @@ describe('the executor and the subgroup form', () => {
     if (gpu.subgroupWidth > 0) expect(fusedProgram('looped', { schedule, looped }, ex.layout, 'plain').code).toMatch(new RegExp(`fn sud_${type}x32_w_attn`));
     await compareWithReference(model, 'per-layer', {}, 6, all);
     await compareWithReference(model, 'looped', { tokensPerDispatch: 4 }, 6, all);
-    const ref = await createExecutor(model, 'reference', testDevice);
-    const tokens = Array.from({ length: 37 }, (_, i) => (i * 31 + 5) % model.config.vocabSize);
-    const rows = await ex.forwardMany!(tokens, 0, 'all');
-    for (let p = 0; p < tokens.length; p++) {
-      const want = await ref.forward(tokens[p]!, p);
-      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
-      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
-    }
+    await compareBatchedWithReference(model, ex, Array.from({ length: 37 }, (_, i) => (i * 31 + 5) % model.config.vocabSize));
   }, 300_000);
 });

@@ -12,7 +12,7 @@ import { fusedProgram, kernelSchedules } from '../../src/engine/program.ts';
 import { TEXTURE_AUTO_MAX_BYTES, makeLayout, weightBufferBytes } from '../../src/engine/layout.ts';
 import { storageBufferBytes, textureExtent } from '../../src/engine/weight-store.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
-import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
+import { compareBatchedWithReference, compareWithReference, testDevice } from '../helpers/gpu.ts';
 
 const shape = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: false, attentionBias: true, dim: 64, hiddenDim: 172, nLayers: 3, nHeads: 8, nKvHeads: 2, headDim: 8, vocabSize: 300 };
 const all: Executor[] = [];
@@ -63,14 +63,7 @@ describe('both weight stores against the CPU reference', () => {
     const code = fusedProgram('looped', { schedule, looped }, ex.layout, 'plain').code;
     expect(code).toMatch(/var w_attn: texture_2d<u32>/);
     expect(code).not.toMatch(/var<storage, read> w_/);
-    const ref = await createExecutor(model, 'reference', testDevice);
-    const tokens = Array.from({ length: 21 }, (_, i) => (i * 53 + 7) % model.config.vocabSize);
-    const rows = await ex.forwardMany!(tokens, 0, 'all');
-    for (let p = 0; p < tokens.length; p++) {
-      const want = await ref.forward(tokens[p]!, p);
-      expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
-      expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
-    }
+    await compareBatchedWithReference(model, ex, Array.from({ length: 21 }, (_, i) => (i * 53 + 7) % model.config.vocabSize));
     // The device holds whole texture rows: at least the words, never less.
     const s = ex.layout.sizes;
     expect(ex.deviceBytes).toBeGreaterThanOrEqual((s.emb + s.attn + s.ffn1 + s.ffn3 + s.ffn2) * 4);

@@ -48,3 +48,17 @@ export async function compareWithReference(model: LoadedModel, mode: Mode, opts:
     expect(argmaxOf(got)).toBe(argmaxOf(want));
   }
 }
+
+/**
+ * Runs `tokens` from position 0 through `ex`'s batched forward (every logits row asked for) and
+ * step by step through the CPU reference: every row within 1e-4 relative error, the same top-1.
+ */
+export async function compareBatchedWithReference(model: LoadedModel, ex: Executor, tokens: number[]): Promise<void> {
+  const ref = await createExecutor(model, 'reference', testDevice);
+  const rows = await ex.forwardMany!(tokens, 0, 'all');
+  for (let p = 0; p < tokens.length; p++) {
+    const want = await ref.forward(tokens[p]!, p);
+    expect(relError(rows[p]!, want), `position ${p}`).toBeLessThan(1e-4);
+    expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
+  }
+}
