@@ -37,6 +37,8 @@ export interface BenchOptions {
   weightStore?: 'storage' | 'texture';
   /** false: no subgroup form (KernelOptions.subgroups 0); default the engine's choice per adapter. */
   subgroups?: boolean;
+  /** Pad the matvecs' staged input (KernelOptions.padStaging); default the engine's choice per kernel style. */
+  padStaging?: boolean;
   /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k). */
   type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
@@ -133,7 +135,7 @@ export interface DeviceModelReport {
 export interface BenchReport {
   device: { vendor: string; architecture: string; description: string };
   adapter: string;
-  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number };
+  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number; padStaging: boolean };
   date: string;
   command?: string;
   tokens: number;
@@ -195,7 +197,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const cfg = model.config;
   if (tokens > cfg.seqLen) throw new KloopError(`--tokens ${tokens}: over the model's context of ${cfg.seqLen} positions`);
   // One session: one device, the executors built once; a device given by the caller is not destroyed.
-  const kernel = { ...(o.workgroupSize ? { wg: o.workgroupSize } : {}), ...(o.weightStore ? { texture: o.weightStore === 'texture' } : {}), ...(o.subgroups === false ? { subgroups: 0 } : {}) };
+  const kernel = { ...(o.workgroupSize ? { wg: o.workgroupSize } : {}), ...(o.weightStore ? { texture: o.weightStore === 'texture' } : {}), ...(o.subgroups === false ? { subgroups: 0 } : {}), ...(o.padStaging !== undefined ? { padStaging: o.padStaging } : {}) };
   const tuning = Object.keys(kernel).length > 0 ? { kernel } : undefined;
   const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
   const gpu = await session.device();
@@ -348,6 +350,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         deviceBytes: anyGpu?.deviceBytes ?? 0,
         weightStore: !anyGpu ? 'none' : anyGpu.layout.kernel.texture === true ? 'texture' : 'storage',
         subgroups: anyGpu?.layout.kernel.subgroups ?? 0,
+        padStaging: anyGpu?.layout.kernel.padStaging ?? false,
       },
       date: new Date().toISOString(),
       command: o.command,

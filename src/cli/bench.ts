@@ -37,8 +37,10 @@ export const BENCH_USAGE = `usage: kloop bench [options]
                       SwiftShader; capped by the adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
                       engine's choice per adapter; texture on lavapipe)
-  --subgroups on|off  share the matvecs' input values over subgroup rows on CPU adapters where
-                      the probe passed (default on there)
+  --subgroups on|off  use subgroup rows where the probe passed (default on): CPU adapters share
+                      the matvecs' input values over them, GPUs sum a row's lanes with them
+  --pad-staging on|off  pad the matvecs' staged input by a word per 32 values, against
+                      shared-memory bank conflicts (default on for GPUs, off on CPU adapters)
   --json              print one JSON object on stdout
   --chart FILE        write the chart as SVG (FILE.svg) or HTML (FILE.html)
 Progress goes to stderr.
@@ -52,7 +54,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
-  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -93,6 +95,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v.subgroups !== undefined) {
     if (v.subgroups !== 'on' && v.subgroups !== 'off') throw new KloopError(`--subgroups ${v.subgroups}: must be on or off`);
     f.subgroups = v.subgroups === 'on';
+  }
+  if (v['pad-staging'] !== undefined) {
+    if (v['pad-staging'] !== 'on' && v['pad-staging'] !== 'off') throw new KloopError(`--pad-staging ${v['pad-staging']}: must be on or off`);
+    f.padStaging = v['pad-staging'] === 'on';
   }
   if (v.chart !== undefined) {
     if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);

@@ -40,7 +40,7 @@ function decoders(layout: Layout): string {
       if (t === 'f32') continue;
       const name = unitDotName(t, s.cols, WBUF[s.buf]);
       if (!out.has(name)) out.set(name, unitDotWgsl(t, WBUF[s.buf], unitElems(t, s.cols)).replace(`fn ud_${t}_`, `fn ${name.replace(/_w_.*$/, '')}_`));
-      if (sg > 0 && SUBGROUP_UNIT_TYPES.includes(t) && !out.has(`s${name}`)) {
+      if (sg > 0 && layout.kernel.lanes === 1 && SUBGROUP_UNIT_TYPES.includes(t) && !out.has(`s${name}`)) {
         out.set(`s${name}`, subgroupUnitDotWgsl(t, WBUF[s.buf], sg).replace(`fn uds_${t}_`, `fn s${name.replace(/_w_.*$/, '')}_`));
       }
     }

@@ -5,6 +5,7 @@
  * requested with the adapter's real limits, never the spec maxima assumed.
  */
 import { probeLockstep, probeSubgroupRows } from './lockstep.ts';
+import { SUBGROUP_WIDTHS, subgroupLaneSum } from '../kernels-wgsl/subgroup.wgsl.ts';
 import { KloopError, OptionError } from '../errors.ts';
 import type { KernelOptions } from './layout.ts';
 
@@ -31,11 +32,34 @@ export interface AcquiredDevice {
    */
   lockstepWidth: number;
   /**
-   * CPU adapters: the subgroup width S whose rows (S consecutive invocations of a workgroup of the
-   * default CPU size) the matvecs share input values over (kernels-wgsl/subgroup.wgsl.ts),
-   * measured by a probe; 0 when none, and on GPUs.
+   * The subgroup width S whose rows (S consecutive invocations, all active) the kernels use in
+   * workgroups of the adapter's default size, measured by a probe (lockstep.ts); 0 when none.
+   * CPU adapters share input values over them (one invocation per row), GPUs reduce a row's lanes
+   * with them (kernels-wgsl/subgroup.wgsl.ts).
    */
   subgroupWidth: number;
+  /** The probe's answer per workgroup size (subgroupRowsAt). */
+  subgroupRows?: Map<number, number>;
+}
+
+/**
+ * The subgroup width whose rows the kernels may use in workgroups of `wg` on this device
+ * (probeSubgroupRows, once per size, then remembered); 0 when none.
+ */
+export async function subgroupRowsAt(gpu: AcquiredDevice, wg: number): Promise<number> {
+  const known = (gpu.subgroupRows ??= new Map());
+  let s = known.get(wg);
+  if (s === undefined) {
+    const info = gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    s = await probeSubgroupRows(gpu.device, wg, { min: info.subgroupMinSize, max: info.subgroupMaxSize });
+    known.set(wg, s);
+  }
+  return s;
+}
+
+/** The workgroup size of this adapter's kernels: `want`, else 256 on GPUs and cpuWorkgroupSize on CPU adapters, within the device's limit. */
+export function kernelWg(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}): number {
+  return Math.min(want.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256), gpu.device.limits.maxComputeInvocationsPerWorkgroup);
 }
 
 /**
@@ -58,7 +82,7 @@ export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWid
  */
 export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}): KernelOptions {
   const kernel: KernelOptions = {
-    wg: Math.min(want.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256), gpu.device.limits.maxComputeInvocationsPerWorkgroup),
+    wg: kernelWg(gpu, want),
     lanes: want.lanes ?? (gpu.cpu ? 1 : 32),
     tile: want.tile,
     style: want.style ?? (gpu.cpu ? 'cpu' : 'gpu'),
@@ -72,10 +96,14 @@ export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> 
   if (want.lockstep && !lockstep) {
     throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);
   }
-  // Input values shared over subgroup rows: one invocation per row, the workgroup size the probe ran at.
-  const sg = kernel.style === 'cpu' && kernel.lanes === 1 && gpu.subgroupWidth > 0 && kernel.wg === cpuWorkgroupSize(gpu) ? gpu.subgroupWidth : 0;
+  // Subgroup rows measured at this workgroup size (subgroupRowsAt): one invocation per row shares
+  // input values over them (the CPU form, widths 4 and 8), several per row reduce with them.
+  const probed = gpu.subgroupRows?.get(kernel.wg) ?? 0;
+  const sharing = kernel.style === 'cpu' && kernel.lanes === 1 && (SUBGROUP_WIDTHS as readonly number[]).includes(probed);
+  const sg = sharing || subgroupLaneSum({ sg: probed, lanes: kernel.lanes, wg: kernel.wg }) ? probed : 0;
   if (want.subgroups && want.subgroups !== sg) {
-    throw new OptionError('subgroups', `this adapter's kernels cannot share input values over subgroups of ${want.subgroups} (measured width ${gpu.subgroupWidth} at ${gpu.cpu ? cpuWorkgroupSize(gpu) : 0} invocations, asked wg ${kernel.wg}, lanes ${kernel.lanes}, style ${kernel.style})`);
+    const measured = gpu.subgroupRows?.has(kernel.wg) ? `measured width ${probed} at ${kernel.wg} invocations` : `not measured at ${kernel.wg} invocations`;
+    throw new OptionError('subgroups', `this adapter's kernels cannot use subgroups of ${want.subgroups} (${measured}; lanes ${kernel.lanes}, style ${kernel.style})`);
   }
   return { ...kernel, lockstep: want.lockstep ?? lockstep, subgroups: want.subgroups ?? sg };
 }
@@ -156,8 +184,8 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const info = describe(adapter);
   const cpu = cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`);
   const lockstepWidth = cpu ? await probeLockstep(device) : 0;
-  const acquired = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0 };
-  if (cpu) acquired.subgroupWidth = await probeSubgroupRows(device, cpuWorkgroupSize(acquired));
+  const acquired: AcquiredDevice = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0 };
+  acquired.subgroupWidth = await subgroupRowsAt(acquired, kernelWg(acquired));
   return acquired;
 }
 

@@ -15,7 +15,7 @@ import type { LoadedModel } from '../loader/types.ts';
 import { compileWgsl, computePipeline } from './compile.ts';
 import { type BatchLayout, batchLayout, defaultChunk } from './batch-layout.ts';
 import { BatchRunner } from './batch-runner.ts';
-import { type AcquiredDevice, adapterKernel, cpuPerOpGroups } from './device.ts';
+import { type AcquiredDevice, adapterKernel, cpuPerOpGroups, kernelWg, subgroupRowsAt } from './device.ts';
 import { type StepOverheads, measureOverheads } from './overheads.ts';
 import { type Executor, type ExecutorStats, type LogitsWanted, checkPositions, checkToken } from './interface.ts';
 import { type KernelOptions, type Layout, MAX_TOKENS_PER_DISPATCH, makeLayout, packWeights, weightTypesOf } from './layout.ts';
@@ -182,6 +182,7 @@ export class GpuExecutor implements Executor {
   }
 
   static async create(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions): Promise<GpuExecutor> {
+    await subgroupRowsAt(gpu, kernelWg(gpu, opts.kernel)); // the probe at this workgroup size, for adapterKernel
     const ex = new GpuExecutor(model, gpu, opts);
     await ex.build();
     return ex;

@@ -29,7 +29,12 @@ export interface KernelOptions {
    * of 4, for the 'cpu' style only when every matrix is f32 (see makeLayout).
    */
   vec4?: boolean;
-  /** Pad the matvec's staged input by a word per 32 values (see MatvecParams.pad). Default off. */
+  /**
+   * Pad the matvec's staged input by a word per 32 values (see MatvecParams.pad), so that lanes
+   * reading different 32-value units (or 8-value f16 units, or vec4 words) hit different
+   * shared-memory banks. Default: on for the 'gpu' style (unmeasured on a GPU since it became the
+   * default: bench/RESULTS.md), off for 'cpu'.
+   */
   padStaging?: boolean;
   /**
    * The workgroup runs as one SIMD row in lockstep (measured per adapter, engine/lockstep.ts):
@@ -45,9 +50,12 @@ export interface KernelOptions {
    */
   texture?: boolean | 'auto';
   /**
-   * The f32 matvecs and matmuls share input values over subgroup rows of this width (4 or 8;
-   * kernels-wgsl/subgroup.wgsl.ts): each lane loads one column, the row reads the others with
-   * subgroupBroadcast. The adapter's measured width where it applies (device.ts); 0: off.
+   * Subgroup rows of this width (kernels-wgsl/subgroup.wgsl.ts), the adapter's measured width
+   * where it applies (device.ts); 0: off. With one invocation per matvec row (CPU adapters,
+   * width 4 or 8) the f32 and q8_0/q4_0 rows share input values over them: each lane loads one
+   * column, the row reads the others with subgroupBroadcast. With several lanes per row (GPUs)
+   * the matvecs and matmuls sum a row's lanes with subgroup operations instead of a
+   * shared-memory tree.
    */
   subgroups?: number;
 }
@@ -149,9 +157,8 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   }
   const maxCols = Math.max(dim, qDim, hiddenDim);
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
-  // Optionally pad the staged input by a word per 32 (bank-conflict-free unit reads on GPUs,
-  // matvec.wgsl.ts); off by default until it is measured on a GPU.
-  const pad = kernel.padStaging === true;
+  // Pad the staged input by a word per 32 (bank-conflict-free unit reads on GPUs, matvec.wgsl.ts).
+  const pad = kernel.padStaging ?? (kernel.style ?? 'gpu') === 'gpu';
   const fit = Math.floor(Math.min(pad ? Math.floor((room * 32) / 33) : room, align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
   if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
@@ -163,7 +170,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   // GPUs: vec4 words always. CPU adapters: only when every matrix is f32 (llvmpipe reads a vec4
   // word per lane 1.35x faster than four scalar words, but a packed decoder reading single words
   // out of vec4 ones would load four times what it uses).
-  kernel = { ...kernel, vec4: kernel.vec4 ?? (widths4 && (kernel.style === 'gpu' || !packedAny)) };
+  kernel = { ...kernel, vec4: kernel.vec4 ?? (widths4 && (kernel.style === 'gpu' || !packedAny)), padStaging: pad };
   if (kernel.texture === true && !kernel.vec4) throw new KloopError('kernel: texture weights need vec4 weights (every matrix f32, widths multiples of 4)');
 
   const words = (t: WeightType, rows: number, cols: number): number => {

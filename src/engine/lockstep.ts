@@ -80,12 +80,17 @@ export async function probeLockstep(device: GPUDevice): Promise<number> {
 }
 
 /**
- * The subgroup width S (SUBGROUP_WIDTHS) whose rows the matvecs may share input values over in
- * workgroups of `width` (kernels-wgsl/subgroup.wgsl.ts), or 0: the largest S dividing `width` that
- * passes the probe.
+ * The subgroup width S whose rows the kernels may use in workgroups of `width`
+ * (kernels-wgsl/subgroup.wgsl.ts), or 0. Where the adapter reports its subgroup sizes, only a
+ * fixed size is tried (min = max): with a range the compiler may pick another size for another
+ * pipeline than the probe's. Where it does not, the widths of the input-sharing form
+ * (SUBGROUP_WIDTHS), largest first. The width must divide `width` and pass the probe.
  */
-export async function probeSubgroupRows(device: GPUDevice, width: number): Promise<number> {
-  for (const s of [...SUBGROUP_WIDTHS].reverse()) {
+export async function probeSubgroupRows(device: GPUDevice, width: number, sizes?: { min?: number; max?: number }): Promise<number> {
+  const fixed = sizes?.min !== undefined && sizes.min > 0 && sizes.min === sizes.max;
+  const ranged = sizes?.min !== undefined && sizes?.max !== undefined && sizes.min !== sizes.max;
+  const candidates = fixed ? [sizes!.min!] : ranged ? [] : [...SUBGROUP_WIDTHS].reverse();
+  for (const s of candidates) {
     if (width % s === 0 && (await runsSubgroupRows(device, width, s))) return s;
   }
   return 0;

@@ -1,6 +1,6 @@
 import { deviceRowWords, unitElems } from './dequant.wgsl.ts';
 import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
-import { subgroupDotWgsl } from './subgroup.wgsl.ts';
+import { subgroupDotWgsl, subgroupLaneSum, subgroupLaneSumWgsl } from './subgroup.wgsl.ts';
 import type { WeightType } from '../loader/types.ts';
 
 /**
@@ -133,7 +133,14 @@ export function matmulWgsl(p: MatmulParams): string {
   const reduce = (v: string) =>
     p.lanes === 1
       ? ''
-      : `
+      : subgroupLaneSum(p)
+        ? `
+    for (var tt = t0; tt < nt; tt++) {
+      var x = ${v}[tt];
+      ${subgroupLaneSumWgsl('x', p.lanes, p.sg!)}
+      ${v}[tt] = x;
+    }`
+        : `
     for (var tt = t0; tt < nt; tt++) {
       workgroupBarrier();
       red[lid] = ${v}[tt];

@@ -1,6 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, type SubgroupDot, subgroupDotWgsl, subgroupInputWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
+import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, type SubgroupDot, subgroupDotWgsl, subgroupInputWgsl, subgroupLaneSum, subgroupLaneSumWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -245,7 +245,10 @@ export function matvecWgsl(p: MatvecParams): string {
   const reduce = (v: string) =>
     p.lanes === 1
       ? ''
-      : `
+      : subgroupLaneSum(p)
+        ? `
+    ${subgroupLaneSumWgsl(v, p.lanes, p.sg!)}`
+        : `
     workgroupBarrier();
     red[lid] = ${v};
     workgroupBarrier();

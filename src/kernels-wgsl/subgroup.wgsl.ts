@@ -141,6 +141,38 @@ export function subgroupProbeExpected(width: number, s: number, groups: number):
   return out;
 }
 
+/**
+ * The GPU form's lane reduction on subgroup rows of `s` (measured per adapter: engine/lockstep.ts):
+ * the `lanes` invocations of a row (`lane` = lid % lanes, a power of two) sum their partials in
+ * `v`, and lane 0 ends with the row's total (the only lane that uses it). Instead of a shared-
+ * memory tree with log2(lanes) + 2 workgroup barriers per work item: one subgroupAdd when a row
+ * is a subgroup, a butterfly of subgroupShuffleXor within the subgroup when rows are narrower,
+ * and for wider rows a subgroupAdd per subgroup whose totals lane 0 adds from `red` (2
+ * barriers). Every invocation of the workgroup must reach it (callers reduce outside their row
+ * checks).
+ */
+export function subgroupLaneSumWgsl(v: string, lanes: number, s: number): string {
+  if (lanes === s) return `${v} = subgroupAdd(${v});`;
+  if (lanes < s) {
+    const steps: string[] = [];
+    for (let o = lanes / 2; o >= 1; o /= 2) steps.push(`${v} += subgroupShuffleXor(${v}, ${o}u);`);
+    return steps.join(' ');
+  }
+  const parts = Array.from({ length: lanes / s }, (_, k) => `red[lid / ${s}u${k ? ` + ${k}u` : ''}]`).join(' + ');
+  return `${v} = subgroupAdd(${v});
+    workgroupBarrier();
+    if (lid % ${s}u == 0u) { red[lid / ${s}u] = ${v}; }
+    workgroupBarrier();
+    if (lane == 0u) { ${v} = ${parts}; }`;
+}
+
+/** Whether the GPU form (`lanes` > 1 per row) reduces with subgroupLaneSumWgsl: a measured width, both powers of two dividing the workgroup. */
+export function subgroupLaneSum(p: { sg?: number; lanes: number; wg: number }): boolean {
+  const s = p.sg ?? 0;
+  const pow2 = (x: number) => x > 0 && (x & (x - 1)) === 0;
+  return s > 0 && p.lanes > 1 && pow2(s) && pow2(p.lanes) && p.wg % s === 0 && p.wg % p.lanes === 0;
+}
+
 /** Packed encodings with a subgroup unit dot (subgroupUnitDotWgsl). */
 export const SUBGROUP_UNIT_TYPES: readonly WeightType[] = ['q8_0', 'q4_0'];
 

@@ -39,9 +39,17 @@ describe('per-op kernels against the CPU reference', () => {
   }, 240_000);
 });
 
-describe('GPU-form kernels (tree reductions, parallel attention) on this adapter', () => {
-  it.each(['per-op', 'looped'] as const)('%s', async (mode) => {
-    await compare(syntheticModel(SHAPES.gqa, 13), mode, { kernel: { style: 'gpu', wg: 64, lanes: 8 } }, 8);
+describe('GPU-form kernels (lane sums, tree reductions, parallel attention) on this adapter', () => {
+  // The style's defaults (lane sums on subgroup rows where the probe passed, padded staging);
+  // then the tree, and the staging without padding.
+  it.each([
+    ['per-op', {}],
+    ['looped', {}],
+    ['per-op', { subgroups: 0 }],
+    ['looped', { subgroups: 0, padStaging: false }],
+    ['per-layer', { padStaging: false }],
+  ] as const)('%s, %j', async (mode, o) => {
+    await compare(syntheticModel(SHAPES.gqa, 13), mode, { kernel: { style: 'gpu', wg: 64, lanes: 8, ...o } }, 8);
   }, 300_000);
   it('per-op with vec4 weights over several input tiles', async () => {
     await compare(syntheticModel(SHAPES.bias_untied, 17), 'per-op', { kernel: { style: 'gpu', wg: 32, lanes: 32, tile: 64, vec4: true } }, 8);

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { adapterKernel } from '../../src/engine/device.ts';
 import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { makeLayout } from '../../src/engine/layout.ts';
 import { fusedProgram, kernelSchedules, perOpProgram } from '../../src/engine/program.ts';
 import { runsInLockstep } from '../../src/engine/lockstep.ts';
 import { lockstepProbeExpected, withoutBarriers } from '../../src/kernels-wgsl/lockstep.wgsl.ts';
@@ -73,6 +74,13 @@ describe('the executor picks the lockstep form only where it holds', () => {
     all.push(ex);
     expect(ex.layout.consts.XS_LEN).toBe(128 + 128 / 32); // padded: a word per 32
     expect(adapterKernel(gpu).style).toBe(gpu.cpu ? 'cpu' : 'gpu');
+    // Padding is the 'gpu' style's default and off for the 'cpu' style, unless asked.
+    const cfg = syntheticModel(shape, 5).config;
+    const at = (kernel: Parameters<typeof makeLayout>[1]) => makeLayout(cfg, kernel, 16, 16384);
+    expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 128 }).consts.XS_LEN).toBe(132);
+    expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 128 }).kernel.padStaging).toBe(true);
+    expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: false }).consts.XS_LEN).toBe(128);
+    expect(at({ style: 'cpu', wg: 8, lanes: 1, tile: 128 }).consts.XS_LEN).toBe(128);
   }, 120_000);
 
   it('asking for lockstep where the adapter does not run it is an error naming the option', async () => {

@@ -12,7 +12,7 @@ import { adapterKernel, cpuWorkgroupSize } from '../../src/engine/device.ts';
 import { GpuExecutor } from '../../src/engine/gpu-executor.ts';
 import { fusedProgram, kernelSchedules, perOpProgram } from '../../src/engine/program.ts';
 import { runsSubgroupRows } from '../../src/engine/lockstep.ts';
-import { subgroupDotWgsl, subgroupProbeExpected } from '../../src/kernels-wgsl/subgroup.wgsl.ts';
+import { subgroupDotWgsl, subgroupLaneSum, subgroupLaneSumWgsl, subgroupProbeExpected } from '../../src/kernels-wgsl/subgroup.wgsl.ts';
 import { subgroupForm } from '../../src/kernels-wgsl/matvec.wgsl.ts';
 import { SYNTHETIC_SHAPES, syntheticModel } from '../../src/loader/synthetic.ts';
 import { makeLayout } from '../../src/engine/layout.ts';
@@ -73,6 +73,54 @@ describe('the subgroup probe and form', () => {
   }, 60_000);
 });
 
+describe('the GPU form: lane sums on subgroup rows', () => {
+  it('sums a row in one subgroupAdd, a butterfly, or per subgroup then across them', () => {
+    expect(subgroupLaneSumWgsl('v', 32, 32)).toBe('v = subgroupAdd(v);');
+    expect(subgroupLaneSumWgsl('v', 8, 32)).toBe('v += subgroupShuffleXor(v, 4u); v += subgroupShuffleXor(v, 2u); v += subgroupShuffleXor(v, 1u);');
+    const wide = subgroupLaneSumWgsl('v', 32, 8);
+    expect(wide.match(/workgroupBarrier/g)).toHaveLength(2);
+    expect(wide).toMatch(/v = red\[lid \/ 8u\] \+ red\[lid \/ 8u \+ 1u\] \+ red\[lid \/ 8u \+ 2u\] \+ red\[lid \/ 8u \+ 3u\];/);
+    expect(subgroupLaneSum({ sg: 8, lanes: 32, wg: 64 })).toBe(true);
+    expect(subgroupLaneSum({ sg: 8, lanes: 1, wg: 64 })).toBe(false);
+    expect(subgroupLaneSum({ sg: 0, lanes: 32, wg: 64 })).toBe(false);
+    expect(subgroupLaneSum({ sg: 8, lanes: 32, wg: 36 })).toBe(false);
+  });
+
+  // lanes 8 = the subgroup, 4 below it (butterfly), 32 above it (two barriers); stories260K-like
+  // widths and a packed model, every kernel shape and the batched forward against the reference.
+  const gpuForm = (lanes: number, subgroups?: number) => ({ style: 'gpu' as const, wg: 64, lanes, ...(subgroups === undefined ? {} : { subgroups }) });
+  it.each([
+    ['per-op', 8, {}],
+    ['per-layer', 4, {}],
+    ['looped', 32, {}],
+    ['looped', 8, { tokensPerDispatch: 4 }],
+    ['per-layer', 32, { groups: 2 }],
+  ] as const)('%s, %i lanes a row, %j, matches the reference', async (mode, lanes, opts) => {
+    const gpu = await testDevice();
+    const model = syntheticModel(shape, 31);
+    const ex = (await createExecutor(model, mode, testDevice, { ...opts, kernel: gpuForm(lanes) })) as GpuExecutor;
+    all.push(ex);
+    const code = perOpProgram(kernelSchedules(model.config).schedule, ex.layout).code;
+    const probed = gpu.subgroupRows?.get(64) ?? 0;
+    expect(ex.layout.kernel.subgroups).toBe(probed);
+    if (/llvmpipe|lavapipe/i.test(gpu.name)) expect(probed).toBe(8);
+    if (probed > 0) expect(code).toMatch(lanes < probed ? /subgroupShuffleXor/ : /subgroupAdd/);
+    await compareWithReference(model, mode, { ...opts, kernel: gpuForm(lanes) }, 8, all);
+  }, 300_000);
+
+  it.each(['f32', 'q8_0', 'q4_0', 'q4_k'] as const)('%s: the batched forward with 32 and 4 lanes a row, and without subgroups, matches the reference', async (type) => {
+    // hidden 512: q4_k rows of two super-blocks.
+    const model = syntheticModel({ ...shape, dim: 256, hiddenDim: 512, nHeads: 8, nKvHeads: 4, headDim: 32 }, 32, type);
+    const tokens = Array.from({ length: 37 }, (_, i) => (i * 29 + 3) % model.config.vocabSize);
+    for (const kernel of [gpuForm(32), gpuForm(4), gpuForm(32, 0)]) {
+      const ex = await createExecutor(model, 'looped', testDevice, { kernel, poison: true, tokensPerDispatch: 4 });
+      all.push(ex);
+      await compareBatchedWithReference(model, ex, tokens);
+    }
+    await compareWithReference(model, 'looped', { kernel: gpuForm(32), tokensPerDispatch: 4 }, 4, all);
+  }, 600_000);
+});
+
 describe('the default prefill chunk', () => {
   it('is 32 tokens on CPU adapters where whole rows of the model width still fit the tile, else 16; 32 on GPUs', () => {
     const kernel = { wg: 8, lanes: 1, style: 'cpu' as const };
@@ -103,8 +151,13 @@ describe('the executor and the subgroup form', () => {
     const off = (await createExecutor(model, 'per-op', testDevice, { kernel: { subgroups: 0 } })) as GpuExecutor;
     all.push(off);
     expect(perOpProgram(schedule, off.layout).code).not.toMatch(/subgroup/);
-    expect(() => adapterKernel(gpu, { subgroups: 8, lanes: 2 })).toThrow(/subgroups of 8/);
-    expect(adapterKernel(gpu, { style: 'gpu', wg: 64, lanes: 32 }).subgroups).toBe(0);
+    // A width the probe did not find, or a workgroup size it has not run at: errors naming the option.
+    expect(() => adapterKernel(gpu, { subgroups: 2 * Math.max(4, gpu.subgroupWidth) })).toThrow(/cannot use subgroups of/);
+    expect(() => adapterKernel(gpu, { subgroups: 8, wg: 128 })).toThrow(/subgroups of 8 \(not measured at 128 invocations/);
+    // Two lanes a row: they sum with subgroup operations where the probe passed.
+    expect(adapterKernel(gpu, { lanes: 2 }).subgroups).toBe(gpu.subgroupWidth);
+    // The GPU form at a workgroup size the probe has not run at: no subgroups.
+    expect(adapterKernel(gpu, { style: 'gpu', wg: 128, lanes: 32 }).subgroups).toBe(0);
   }, 300_000);
 
   it.each([
