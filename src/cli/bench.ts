@@ -36,7 +36,7 @@ export const BENCH_USAGE = `usage: kloop bench [options]
                       GPUs; on CPU adapters the measured lockstep width, else 16, 8 on
                       SwiftShader; capped by the adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
-                      engine's choice per adapter; texture on lavapipe)
+                      engine's choice per adapter; texture on CPU adapters)
   --subgroups on|off  use subgroup rows where the probe passed (default on): CPU adapters share
                       the matvecs' input values over them, GPUs sum a row's lanes with them
   --pad-staging on|off  pad the matvecs' staged input by a word per 32 values, against

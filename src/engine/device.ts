@@ -90,8 +90,8 @@ export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> 
     padStaging: want.padStaging,
     texture: want.texture,
   };
-  // Texture weights where measured to pay: llvmpipe (see KernelOptions.texture).
-  if (kernel.texture === undefined && kernel.style === 'cpu' && /llvmpipe/i.test(gpu.info.description)) kernel.texture = 'auto';
+  // Texture weights where measured to pay: the CPU adapters, llvmpipe and SwiftShader (see KernelOptions.texture).
+  if (kernel.texture === undefined && kernel.style === 'cpu' && gpu.cpu) kernel.texture = 'auto';
   const lockstep = kernel.style === 'cpu' && gpu.lockstepWidth > 0 && kernel.wg <= gpu.lockstepWidth;
   if (want.lockstep && !lockstep) {
     throw new OptionError('lockstep', `this adapter does not run ${kernel.wg}-invocation workgroups in lockstep (measured width ${gpu.lockstepWidth}, style ${kernel.style})`);

@@ -1,7 +1,7 @@
 /**
  * Where the weights live (engine/weight-store.ts): storage buffers or rgba32uint textures. Both
  * forms match the CPU reference in every kernel shape and in the batched forward; the adapter's
- * default is the texture form on llvmpipe only; a packed model keeps storage buffers; asking for
+ * default is the texture form on the CPU adapters (llvmpipe, SwiftShader) only; a packed model keeps storage buffers; asking for
  * textures with packed weights is an error naming them.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -71,14 +71,15 @@ describe('both weight stores against the CPU reference', () => {
 });
 
 describe('the adapter default', () => {
-  it('textures on llvmpipe for f32 models only; storage elsewhere', async () => {
+  it('textures on CPU adapters for f32 models only; storage elsewhere', async () => {
     const gpu = await testDevice();
     const k = adapterKernel(gpu);
-    const llvmpipe = gpu.cpu && /llvmpipe/i.test(gpu.info.description);
-    expect(k.texture).toBe(llvmpipe ? 'auto' : undefined);
+    expect(k.texture).toBe(gpu.cpu ? 'auto' : undefined);
+    // The GPU style keeps storage buffers on any adapter.
+    expect(adapterKernel(gpu, { style: 'gpu', wg: 64, lanes: 32 }).texture).toBeUndefined();
     const f32 = (await createExecutor(syntheticModel(shape, 5), 'per-layer', testDevice)) as GpuExecutor;
     all.push(f32);
-    expect(f32.layout.kernel.texture).toBe(llvmpipe);
+    expect(f32.layout.kernel.texture).toBe(gpu.cpu);
     const q8 = (await createExecutor(syntheticModel(shape, 5, 'q8_0'), 'per-layer', testDevice)) as GpuExecutor;
     all.push(q8);
     expect(q8.layout.kernel.texture).toBe(false);
