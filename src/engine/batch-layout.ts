@@ -8,7 +8,8 @@
  *   B_ATT            (T, QD)         attention output
  *   B_G              (T, HIDDEN)     silu(gate) * up
  *   B_LOGITS         (T, VOCAB)      logits of every token of the chunk
- *   xs               (T, BT)         workgroup tile: BT input columns of each of the T tokens
+ *   xs               (T, BTS)        workgroup tile: BT input columns of each of the T tokens
+ *                                    (BTS = BT, or BT + BT / 32 with the GPU style's padding)
  *
  * The chunk size is chosen per adapter: the largest power of two T <= the wanted size whose tile fits the
  * adapter's workgroup memory (beside the attention scores) with BT >= 32 columns.
@@ -57,12 +58,15 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const fixed = (base.kernel.wg + Math.max(base.kernel.wg, MAX_TOKENS_PER_DISPATCH) + base.context + c.headDim + 16) * 4;
   const room = Math.floor((workgroupStorage - fixed) / 4);
   const maxCols = Math.max(c.dim, k.QD, c.hiddenDim);
+  // Padded staging (the GPU style, like the decode matvec's): a word after every 32 columns of a token.
+  const pad = base.kernel.padStaging === true;
+  const stride = (cols: number): number => (pad ? cols + Math.ceil(cols / 32) : cols);
   // A power of two; per-token normalisation factors live in `red` (RED_LEN = max(WG, T) entries).
   let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context)));
   let tileCols = 0;
   for (; chunk >= 1; chunk = Math.floor(chunk / 2)) {
     const per = Math.floor(room / chunk);
-    tileCols = per >= maxCols ? maxCols : Math.floor(per / 32) * 32;
+    tileCols = per >= stride(maxCols) ? maxCols : Math.floor((pad ? Math.floor((per * 32) / 33) : per) / 32) * 32;
     if (tileCols >= 32 || tileCols === maxCols) break;
   }
   if (chunk < 1 || tileCols < 1) {
@@ -78,8 +82,9 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const consts: Record<string, number> = {
     ...k,
     TILE: chunk * tileCols,
-    // The batched matmul stages its chunk unpadded: xs holds exactly TILE values.
-    XS_LEN: chunk * tileCols,
+    // Words of xs per token (BT, padded or not) and in all.
+    BTS: stride(tileCols),
+    XS_LEN: chunk * stride(tileCols),
     RED_LEN: Math.max(k.WG, chunk),
     CHUNK: chunk,
     BT: tileCols,

@@ -39,7 +39,7 @@ export interface StageContext {
   /** Matvec parameters shared by every decode matvec. */
   mv: { lanes: number; wg: number; tile: number; vec4: boolean; pad: boolean; direct: boolean; sg: number };
   /** Matmul parameters shared by every batched matvec. */
-  mm: { lanes: number; wg: number; tileCols: number; vec4: boolean; sg: number; chunk: number };
+  mm: { lanes: number; wg: number; tileCols: number; vec4: boolean; sg: number; chunk: number; pad: boolean };
   /** The q/k/v bias term of the qkv epilogue ('' without biases). */
   bias: string;
   op(name: SlotName): MatOperand;
@@ -56,7 +56,7 @@ export function stageContext(layout: Layout, handoff: Handoff): StageContext {
       pad: layout.consts.XS_LEN > layout.tile, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
       sg: layout.kernel.subgroups ?? 0,
     },
-    mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0, chunk: layout.batch?.chunk ?? 1 },
+    mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0, chunk: layout.batch?.chunk ?? 1, pad: layout.kernel.padStaging === true },
     bias: c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '',
     op: (name) => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] }),
     seg: (name, r0) => segment(layout, name, r0),
@@ -161,7 +161,8 @@ export const STAGES: Record<StageId, StageSpec> = {
     reads: [own('q'), own('kv')], writes: ['att'],
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
     wgsl: (x) => x.layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
-    batched: (x) => (x.mm.sg > 0 && x.mm.wg % x.mm.sg === 0 ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
+    // The subgroup form is the CPU adapters' (one invocation per row); GPUs keep the parallel form.
+    batched: (x) => (x.mm.sg > 0 && x.mm.lanes === 1 ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,

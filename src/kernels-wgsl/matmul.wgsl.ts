@@ -9,7 +9,7 @@ import type { WeightType } from '../loader/types.ts';
  * Instantiated for qkv, wo_residual, gate_up, down_residual and the classifier of the batched
  * forward. Same work split as the matvec (a work item is a tile of WG / LANES rows; LANES
  * invocations share a row); the T input vectors are staged in workgroup memory as
- * xs[t * BT + c], BT columns of each per pass. Packed rows are decoded by the matvec's unit
+ * xs[t * BTS + c] (BTS = BT, or BT + BT / 32 padded), BT columns of each per pass. Packed rows are decoded by the matvec's unit
  * dots (dequant.wgsl.ts), called once per token with that token's xs offset.
  */
 export interface MatmulParams {
@@ -35,7 +35,15 @@ export interface MatmulParams {
   sg?: number;
   /** Tokens of a full chunk (the layout's CHUNK). */
   chunk: number;
+  /**
+   * Staged rows padded by a word per 32 columns (the layout's BTS = BT + BT / 32 words a token):
+   * lanes on different 32-value units read different shared-memory banks (the GPU style).
+   */
+  pad?: boolean;
 }
+
+/** Index in xs of token `tt`'s staged column `c` (WGSL expressions). */
+const xsAt = (p: MatmulParams, tt: string, c: string): string => (p.pad ? `${tt} * BTS + (${c}) + ((${c}) >> 5u)` : `${tt} * BTS + ${c}`);
 
 /** Subgroup blocks of a row (the subgroup form's input values per lane and token). */
 const blocks = (p: MatmulParams): number => Math.ceil(p.cols / p.sg!);
@@ -68,7 +76,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
     // A full chunk reads the private copy of its inputs (registerTile).
     const sgLoop = (tokens: string, full: boolean) =>
       `
-        let rw = row >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: 'len', x: full && registerTile(p) ? `xr[tt * ${blocks(p)}u + c / ${p.sg}u]` : 'xs[tt * BT + c]', rows: [{ acc: `${acc}[tt]`, word: (i) => `${buf}_v(rw + ${i})` }], tokens: `for (${tokens})` })}`;
+        let rw = row >> 2u;${subgroupDotWgsl({ s: p.sg!, cols: 'len', x: full && registerTile(p) ? `xr[tt * ${blocks(p)}u + c / ${p.sg}u]` : `xs[${xsAt(p, 'tt', 'c')}]`, rows: [{ acc: `${acc}[tt]`, word: (i) => `${buf}_v(rw + ${i})` }], tokens: `for (${tokens})` })}`;
     const loop = (tokens: string, full = false) =>
       wide && subgroupForm(p)
         ? sgLoop(tokens, full)
@@ -78,14 +86,14 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
           let w = bitcast<vec4<f32>>(${buf}_v((row >> 2u) + c4));
           let c = 4u * c4;
           for (${tokens}) {
-            let x = tt * BT + c;
+            let x = ${xsAt(p, 'tt', 'c')};
             ${acc}[tt] += dot(w, vec4<f32>(xs[x], xs[x + 1u], xs[x + 2u], xs[x + 3u]));
           }
         }`
         : `
         for (var c = lane; c < len; c += ${p.lanes}u) {
           let w = bitcast<f32>(${buf}_w(row + c));
-          for (${tokens}) { ${acc}[tt] += w * xs[tt * BT + c]; }
+          for (${tokens}) { ${acc}[tt] += w * xs[${xsAt(p, 'tt', 'c')}]; }
         }`;
     const partial = loop('var tt = t0; tt < nt; tt++');
     return `
@@ -100,7 +108,7 @@ function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, 
         let u0 = c0 / ${ue}u;
         let u1 = (c0 + len) / ${ue}u;
         for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
-          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u, sl)` : `${unitDotName(type, p.cols, buf)}(rb, u, tt * BT + (u - u0) * ${ue}u)`}; }
+          for (var tt = t0; tt < nt; tt++) { ${acc}[tt] += ${subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, 'tt', `(u - u0) * ${ue}u`)}, sl)` : `${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, 'tt', `(u - u0) * ${ue}u`)})`}; }
         }`;
 }
 
@@ -120,7 +128,7 @@ export function matmulWgsl(p: MatmulParams): string {
     for (var e = lid; e < nt * ${len}; e += WG) {
       let st_t = e / ${len};
       let c = e % ${len};
-      xs[st_t * BT + c] = ld(${input} + ${c0} + c);
+      xs[${xsAt(p, 'st_t', 'c')}] = ld(${input} + ${c0} + c);
     }
     workgroupBarrier();`;
   // The subgroup form runs the last rows' lanes on a copy of the last row (all lanes active).
@@ -162,7 +170,7 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   var xr: array<f32, ${p.chunk * blocks(p)}>;
   if (nt == CHUNK) {
     for (var tt = 0u; tt < CHUNK; tt++) {
-      for (var b = 0u; b < ${blocks(p)}u; b++) { xr[tt * ${blocks(p)}u + b] = xs[tt * BT + min(b * ${p.sg}u + sl, ${p.cols - 1}u)]; }
+      for (var b = 0u; b < ${blocks(p)}u; b++) { xr[tt * ${blocks(p)}u + b] = xs[${xsAt(p, 'tt', `min(b * ${p.sg}u + sl, ${p.cols - 1}u)`)}]; }
     }
   }` : ''}
   for (var item = t; item < ${items}u; item += n) {
