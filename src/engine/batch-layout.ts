@@ -15,7 +15,7 @@
  * adapter's workgroup memory (beside the attention scores) with BT >= 32 columns.
  */
 import { KloopError } from '../errors.ts';
-import { type Layout, MAX_TOKENS_PER_DISPATCH } from './layout.ts';
+import { type Layout, MAX_TOKENS_PER_DISPATCH, stagedFit, stagedWords } from './layout.ts';
 
 export interface BatchLayout {
   /** The decode layout with the batched constants added (TILE is the xs size, CHUNK * BT). */
@@ -60,13 +60,12 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
   const maxCols = Math.max(c.dim, k.QD, c.hiddenDim);
   // Padded staging (the GPU style, like the decode matvec's): a word after every 32 columns of a token.
   const pad = base.kernel.padStaging === true;
-  const stride = (cols: number): number => (pad ? cols + Math.ceil(cols / 32) : cols);
   // A power of two; per-token normalisation factors live in `red` (RED_LEN = max(WG, T) entries).
   let chunk = 2 ** Math.floor(Math.log2(Math.min(want, MAX_TOKENS_PER_DISPATCH, base.context)));
   let tileCols = 0;
   for (; chunk >= 1; chunk = Math.floor(chunk / 2)) {
     const per = Math.floor(room / chunk);
-    tileCols = per >= stride(maxCols) ? maxCols : Math.floor((pad ? Math.floor((per * 32) / 33) : per) / 32) * 32;
+    tileCols = per >= stagedWords(maxCols, pad) ? maxCols : Math.floor(stagedFit(per, pad) / 32) * 32;
     if (tileCols >= 32 || tileCols === maxCols) break;
   }
   if (chunk < 1 || tileCols < 1) {
@@ -83,8 +82,8 @@ export function batchLayout(base: Layout, workgroupStorage: number, want: number
     ...k,
     TILE: chunk * tileCols,
     // Words of xs per token (BT, padded or not) and in all.
-    BTS: stride(tileCols),
-    XS_LEN: chunk * stride(tileCols),
+    BTS: stagedWords(tileCols, pad),
+    XS_LEN: chunk * stagedWords(tileCols, pad),
     RED_LEN: Math.max(k.WG, chunk),
     CHUNK: chunk,
     BT: tileCols,

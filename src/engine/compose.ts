@@ -10,7 +10,7 @@ import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
 import { matvecItems, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { withoutBarriers } from '../kernels-wgsl/lockstep.wgsl.ts';
-import { SUBGROUP_ENABLE, SUBGROUP_UNIT_TYPES, subgroupUnitDotWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
+import { SUBGROUP_ENABLE, SUBGROUP_UNIT_TYPES, subgroupSharing, subgroupUnitDotWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
 import type { Layout } from './layout.ts';
 import { type Call, type StageId, STAGES, planBarriers } from './schedule.ts';
@@ -40,7 +40,7 @@ function decoders(layout: Layout): string {
       if (t === 'f32') continue;
       const name = unitDotName(t, s.cols, WBUF[s.buf]);
       if (!out.has(name)) out.set(name, unitDotWgsl(t, WBUF[s.buf], unitElems(t, s.cols)).replace(`fn ud_${t}_`, `fn ${name.replace(/_w_.*$/, '')}_`));
-      if (sg > 0 && layout.kernel.lanes === 1 && SUBGROUP_UNIT_TYPES.includes(t) && !out.has(`s${name}`)) {
+      if (subgroupSharing({ sg, lanes: layout.kernel.lanes }) && SUBGROUP_UNIT_TYPES.includes(t) && !out.has(`s${name}`)) {
         out.set(`s${name}`, subgroupUnitDotWgsl(t, WBUF[s.buf], sg).replace(`fn uds_${t}_`, `fn s${name.replace(/_w_.*$/, '')}_`));
       }
     }

@@ -39,7 +39,7 @@ export interface AcquiredDevice {
    */
   subgroupWidth: number;
   /** The probe's answer per workgroup size (subgroupRowsAt). */
-  subgroupRows?: Map<number, number>;
+  subgroupRows: Map<number, number>;
 }
 
 /**
@@ -47,7 +47,7 @@ export interface AcquiredDevice {
  * (probeSubgroupRows, once per size, then remembered); 0 when none.
  */
 export async function subgroupRowsAt(gpu: AcquiredDevice, wg: number): Promise<number> {
-  const known = (gpu.subgroupRows ??= new Map());
+  const known = gpu.subgroupRows;
   let s = known.get(wg);
   if (s === undefined) {
     const info = gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
@@ -98,11 +98,11 @@ export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> 
   }
   // Subgroup rows measured at this workgroup size (subgroupRowsAt): one invocation per row shares
   // input values over them (the CPU form, widths 4 and 8), several per row reduce with them.
-  const probed = gpu.subgroupRows?.get(kernel.wg) ?? 0;
+  const probed = gpu.subgroupRows.get(kernel.wg) ?? 0;
   const sharing = kernel.style === 'cpu' && kernel.lanes === 1 && (SUBGROUP_WIDTHS as readonly number[]).includes(probed);
   const sg = sharing || subgroupLaneSum({ sg: probed, lanes: kernel.lanes, wg: kernel.wg }) ? probed : 0;
   if (want.subgroups && want.subgroups !== sg) {
-    const measured = gpu.subgroupRows?.has(kernel.wg) ? `measured width ${probed} at ${kernel.wg} invocations` : `not measured at ${kernel.wg} invocations`;
+    const measured = gpu.subgroupRows.has(kernel.wg) ? `measured width ${probed} at ${kernel.wg} invocations` : `not measured at ${kernel.wg} invocations`;
     throw new OptionError('subgroups', `this adapter's kernels cannot use subgroups of ${want.subgroups} (${measured}; lanes ${kernel.lanes}, style ${kernel.style})`);
   }
   return { ...kernel, lockstep: want.lockstep ?? lockstep, subgroups: want.subgroups ?? sg };
@@ -184,7 +184,7 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const info = describe(adapter);
   const cpu = cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`);
   const lockstepWidth = cpu ? await probeLockstep(device) : 0;
-  const acquired: AcquiredDevice = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0 };
+  const acquired: AcquiredDevice = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0, subgroupRows: new Map() };
   acquired.subgroupWidth = await subgroupRowsAt(acquired, kernelWg(acquired));
   return acquired;
 }

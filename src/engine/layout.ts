@@ -63,6 +63,12 @@ export interface KernelOptions {
 
 const align = (n: number, a = 64): number => Math.ceil(n / a) * a;
 
+/** Words of workgroup memory that `cols` staged input values take, padded by a word per 32 or not (KernelOptions.padStaging). */
+export const stagedWords = (cols: number, pad: boolean): number => (pad ? cols + Math.ceil(cols / 32) : cols);
+
+/** The most staged input values that `words` of workgroup memory hold (the inverse of stagedWords, rounded down). */
+export const stagedFit = (words: number, pad: boolean): number => (pad ? Math.floor((words * 32) / 33) : words);
+
 /**
  * texture: 'auto' picks textures for f32 weights up to this size: where they stay in the CPU's
  * caches the texel fetch is what bounds the matvec (lavapipe, stories260K, 1 MB: looped:16
@@ -160,7 +166,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
   // The input tile of a matvec: the whole input vector when it fits (staged once per stage).
   // Pad the staged input by a word per 32 (bank-conflict-free unit reads on GPUs, matvec.wgsl.ts).
   const pad = kernel.padStaging ?? (kernel.style ?? 'gpu') === 'gpu';
-  const fit = Math.floor(Math.min(pad ? Math.floor((room * 32) / 33) : room, align(maxCols), 8192) / 64) * 64;
+  const fit = Math.floor(Math.min(stagedFit(room, pad), align(maxCols), 8192) / 64) * 64;
   const tile = kernel.tile === undefined ? fit : Math.min(kernel.tile, fit);
   if (!Number.isInteger(tile) || tile < 1) throw new KloopError(`kernel: tile ${kernel.tile} must be a positive integer`);
   // Packed rows are walked in units of up to 32 values: a tile that splits a row must keep units whole.
@@ -250,7 +256,7 @@ export function makeLayout(c: ModelConfig, kernelIn: KernelOptions, context: num
 
   const dw = Math.min(headDim, wg);
   const consts: Record<string, number> = {
-    WG: wg, LANES: lanes, TILE: tile, XS_LEN: pad ? tile + tile / 32 : tile, RED_LEN: wg,
+    WG: wg, LANES: lanes, TILE: tile, XS_LEN: stagedWords(tile, pad), RED_LEN: wg,
     DIM: dim, HIDDEN: hiddenDim, NH: nHeads, NKV: nKvHeads, HD: headDim, QD: qDim, KVD: kvDim,
     GROUP: nHeads / nKvHeads, VOCAB: vocabSize, SEQ: context, NLAYERS: nLayers,
     DW: dw, PG: Math.floor(wg / dw),

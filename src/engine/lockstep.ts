@@ -87,9 +87,9 @@ export async function probeLockstep(device: GPUDevice): Promise<number> {
  * (SUBGROUP_WIDTHS), largest first. The width must divide `width` and pass the probe.
  */
 export async function probeSubgroupRows(device: GPUDevice, width: number, sizes?: { min?: number; max?: number }): Promise<number> {
-  const fixed = sizes?.min !== undefined && sizes.min > 0 && sizes.min === sizes.max;
-  const ranged = sizes?.min !== undefined && sizes?.max !== undefined && sizes.min !== sizes.max;
-  const candidates = fixed ? [sizes!.min!] : ranged ? [] : [...SUBGROUP_WIDTHS].reverse();
+  const { min, max } = sizes ?? {};
+  const reported = min !== undefined && max !== undefined;
+  const candidates = reported && min > 0 && min === max ? [min] : reported && min !== max ? [] : [...SUBGROUP_WIDTHS].reverse();
   for (const s of candidates) {
     if (width % s === 0 && (await runsSubgroupRows(device, width, s))) return s;
   }

@@ -7,6 +7,7 @@
  */
 import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
 import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, attentionBatchedSubgroupWgsl, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
+import { subgroupSharing } from '../kernels-wgsl/subgroup.wgsl.ts';
 import type { Handoff } from '../kernels-wgsl/common.wgsl.ts';
 import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
 import { matmulWgsl } from '../kernels-wgsl/matmul.wgsl.ts';
@@ -53,7 +54,7 @@ export function stageContext(layout: Layout, handoff: Handoff): StageContext {
     layout, c, k: layout.consts,
     mv: {
       lanes, wg, tile: layout.tile, vec4: layout.kernel.vec4 ?? false,
-      pad: layout.consts.XS_LEN > layout.tile, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
+      pad: layout.kernel.padStaging === true, direct: layout.kernel.style === 'cpu' && handoff === 'plain',
       sg: layout.kernel.subgroups ?? 0,
     },
     mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0, chunk: layout.batch?.chunk ?? 1, pad: layout.kernel.padStaging === true },
@@ -162,7 +163,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
     wgsl: (x) => x.layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
     // The subgroup form is the CPU adapters' (one invocation per row); GPUs keep the parallel form.
-    batched: (x) => (x.mm.sg > 0 && x.mm.lanes === 1 ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
+    batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,

@@ -1,6 +1,6 @@
 import { deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
-import { subgroupDotWgsl, subgroupLaneSum, subgroupLaneSumWgsl } from './subgroup.wgsl.ts';
+import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, rowLaneSumWgsl, stagedColumn, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
+import { subgroupDotWgsl } from './subgroup.wgsl.ts';
 import type { WeightType } from '../loader/types.ts';
 
 /**
@@ -43,7 +43,7 @@ export interface MatmulParams {
 }
 
 /** Index in xs of token `tt`'s staged column `c` (WGSL expressions). */
-const xsAt = (p: MatmulParams, tt: string, c: string): string => (p.pad ? `${tt} * BTS + (${c}) + ((${c}) >> 5u)` : `${tt} * BTS + ${c}`);
+const xsAt = (p: MatmulParams, tt: string, c: string): string => `${tt} * BTS + ${stagedColumn(p.pad, c)}`;
 
 /** Subgroup blocks of a row (the subgroup form's input values per lane and token). */
 const blocks = (p: MatmulParams): number => Math.ceil(p.cols / p.sg!);
@@ -141,23 +141,11 @@ export function matmulWgsl(p: MatmulParams): string {
   const reduce = (v: string) =>
     p.lanes === 1
       ? ''
-      : subgroupLaneSum(p)
-        ? `
+      : `
     for (var tt = t0; tt < nt; tt++) {
       var x = ${v}[tt];
-      ${subgroupLaneSumWgsl('x', p.lanes, p.sg!)}
+      ${rowLaneSumWgsl(p, 'x')}
       ${v}[tt] = x;
-    }`
-        : `
-    for (var tt = t0; tt < nt; tt++) {
-      workgroupBarrier();
-      red[lid] = ${v}[tt];
-      workgroupBarrier();
-      for (var s = ${p.lanes / 2}u; s > 0u; s = s / 2u) {
-        if (lane < s) { red[lid] = red[lid] + red[lid + s]; }
-        workgroupBarrier();
-      }
-      ${v}[tt] = red[lid];
     }`;
   return /* wgsl */ `
 fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {

@@ -1,6 +1,6 @@
 import type { WeightType } from '../loader/types.ts';
 import { TYPE_CODE, deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, type SubgroupDot, subgroupDotWgsl, subgroupInputWgsl, subgroupLaneSum, subgroupLaneSumWgsl, subgroupRegisterDotWgsl } from './subgroup.wgsl.ts';
+import { SUBGROUP_REGISTER_COLS, SUBGROUP_UNIT_TYPES, type SubgroupDot, subgroupDotWgsl, subgroupInputWgsl, subgroupLaneSum, subgroupLaneSumWgsl, subgroupRegisterDotWgsl, subgroupSharing } from './subgroup.wgsl.ts';
 
 /**
  * Role `matvec`: y = W · in over row tiles, with a per-row epilogue (bias, residual, SwiGLU).
@@ -66,8 +66,30 @@ export interface MatvecParams {
   sg?: number;
 }
 
+/** Offset of staged column `c` (a WGSL expression) in its staged row: a word of padding after every 32 with `pad`. */
+export const stagedColumn = (pad: boolean | undefined, c: string): string => (pad ? `(${c}) + ((${c}) >> 5u)` : c);
+
 /** Index of staged column `c` (a WGSL expression) in xs. */
-const xsAt = (p: MatvecParams, c: string): string => (p.pad ? `(${c}) + ((${c}) >> 5u)` : c);
+const xsAt = (p: MatvecParams, c: string): string => stagedColumn(p.pad, c);
+
+/**
+ * WGSL statements summing the `lanes` partials of a row in `v` (lane 0 ends with the total):
+ * nothing with one lane, subgroup operations where the subgroup width allows
+ * (subgroupLaneSumWgsl), else a tree in `red` (log2(lanes) + 2 workgroup barriers). Every
+ * invocation of the workgroup runs it. Shared by the matvec and the batched matmul.
+ */
+export function rowLaneSumWgsl(p: { sg?: number; lanes: number; wg: number }, v: string): string {
+  if (p.lanes === 1) return '';
+  if (subgroupLaneSum(p)) return subgroupLaneSumWgsl(v, p.lanes, p.sg!);
+  return `workgroupBarrier();
+    red[lid] = ${v};
+    workgroupBarrier();
+    for (var s = ${p.lanes / 2}u; s > 0u; s = s / 2u) {
+      if (lane < s) { red[lid] = red[lid] + red[lid + s]; }
+      workgroupBarrier();
+    }
+    ${v} = red[lid];`;
+}
 
 /** Name of the unit-dot function of `type` rows of width `cols` in buffer `buf`. */
 export const unitDotName = (type: WeightType, cols: number, buf: string): string => `ud_${type}x${unitElems(type, cols)}_${buf}`;
@@ -162,9 +184,8 @@ type SubgroupRows = { sg?: number; lanes: number; wg: number; a: MatOperand; b?:
 
 /** A subgroup width is set, one invocation per row, every segment on a subgroup boundary, no padded staging. */
 export function subgroupRows(p: SubgroupRows): boolean {
-  const sg = p.sg ?? 0;
-  if (sg === 0 || p.lanes !== 1 || p.wg % sg !== 0 || p.pad) return false;
-  return [p.a, ...(p.b ? [p.b] : [])].every((op) => op.segs.every((s) => s.r0 % sg === 0));
+  if (!subgroupSharing(p) || p.wg % p.sg! !== 0 || p.pad) return false;
+  return [p.a, ...(p.b ? [p.b] : [])].every((op) => op.segs.every((s) => s.r0 % p.sg! === 0));
 }
 
 /** Whether `type` rows use the subgroup unit dot (subgroup.wgsl.ts, SUBGROUP_UNIT_TYPES). */
@@ -242,21 +263,8 @@ export function matvecWgsl(p: MatvecParams): string {
       ${directPair(p) ?? `${operandDot(p, p.a, 'a0', c0, len)}
       ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}`}
       }`;
-  const reduce = (v: string) =>
-    p.lanes === 1
-      ? ''
-      : subgroupLaneSum(p)
-        ? `
-    ${subgroupLaneSumWgsl(v, p.lanes, p.sg!)}`
-        : `
-    workgroupBarrier();
-    red[lid] = ${v};
-    workgroupBarrier();
-    for (var s = ${p.lanes / 2}u; s > 0u; s = s / 2u) {
-      if (lane < s) { red[lid] = red[lid] + red[lid + s]; }
-      workgroupBarrier();
-    }
-    ${v} = red[lid];`;
+  const reduce = (v: string) => (p.lanes === 1 ? '' : `
+    ${rowLaneSumWgsl(p, v)}`);
   return /* wgsl */ `
 fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let lane = lid % ${p.lanes}u;

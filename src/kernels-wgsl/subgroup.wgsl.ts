@@ -166,6 +166,11 @@ export function subgroupLaneSumWgsl(v: string, lanes: number, s: number): string
     if (lane == 0u) { ${v} = ${parts}; }`;
 }
 
+/** Whether kernels with these options share input values over subgroup rows (the CPU form: a width set, one invocation per row). */
+export function subgroupSharing(p: { sg?: number; lanes: number }): boolean {
+  return (p.sg ?? 0) > 0 && p.lanes === 1;
+}
+
 /** Whether the GPU form (`lanes` > 1 per row) reduces with subgroupLaneSumWgsl: a measured width, both powers of two dividing the workgroup. */
 export function subgroupLaneSum(p: { sg?: number; lanes: number; wg: number }): boolean {
   const s = p.sg ?? 0;

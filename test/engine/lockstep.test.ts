@@ -81,6 +81,8 @@ describe('the executor picks the lockstep form only where it holds', () => {
     expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 128 }).kernel.padStaging).toBe(true);
     expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: false }).consts.XS_LEN).toBe(128);
     expect(at({ style: 'cpu', wg: 8, lanes: 1, tile: 128 }).consts.XS_LEN).toBe(128);
+    // A tile that is not a multiple of 32 still gets a whole word for its last, partial 32.
+    expect(at({ style: 'gpu', wg: 64, lanes: 32, tile: 100 }).consts.XS_LEN).toBe(104);
   }, 120_000);
 
   it('asking for lockstep where the adapter does not run it is an error naming the option', async () => {
