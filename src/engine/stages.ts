@@ -5,8 +5,8 @@
  * work items), and its WGSL, instantiated from one role body of src/kernels-wgsl for a layout,
  * in the decode form and the batched (T tokens per weight read) form.
  */
-import { ATTENTION_PARALLEL_WGSL, ATTENTION_SERIAL_WGSL } from '../kernels-wgsl/attention.wgsl.ts';
-import { ATTENTION_BATCHED_WGSL, ROPE_APPEND_BATCHED_WGSL, attentionBatchedSubgroupWgsl, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
+import { ATTENTION_PARALLEL_WGSL, attentionSerialWgsl } from '../kernels-wgsl/attention.wgsl.ts';
+import { attentionBatchedWgsl, ROPE_APPEND_BATCHED_WGSL, attentionBatchedSubgroupWgsl, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
 import { subgroupSharing } from '../kernels-wgsl/subgroup.wgsl.ts';
 import type { Handoff } from '../kernels-wgsl/common.wgsl.ts';
 import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
@@ -161,9 +161,9 @@ export const STAGES: Record<StageId, StageSpec> = {
     id: 'attention', role: 'attention', partition: 'kvHeads', perLayer: true,
     reads: [own('q'), own('kv')], writes: ['att'],
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
-    wgsl: (x) => x.layout.kernel.style === 'cpu' ? ATTENTION_SERIAL_WGSL : ATTENTION_PARALLEL_WGSL,
+    wgsl: (x) => x.layout.kernel.style === 'cpu' ? attentionSerialWgsl(x.c.headDim) : ATTENTION_PARALLEL_WGSL,
     // The subgroup form is the CPU adapters' (one invocation per row); GPUs keep the parallel form.
-    batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : ATTENTION_BATCHED_WGSL),
+    batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : attentionBatchedWgsl(x.c.headDim)),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,

@@ -96,7 +96,7 @@ fn s_rope_append(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
  * this one). One invocation per (KV head, token, query head) walks the positions once with
  * an online softmax, so the stage has no barrier and every lane is busy.
  */
-export const ATTENTION_BATCHED_WGSL = /* wgsl */ `
+export const attentionBatchedWgsl = (hd: number): string => /* wgsl */ `
 fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let nt = min(step.n_tokens, CHUNK);
   let kbase = (layer * 2u) * SEQ * KVD;
@@ -111,7 +111,7 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       let tt = e / GROUP;
       let qh = h * GROUP + e % GROUP;
       let len = step.pos + tt + 1u;
-${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD')}
+${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD', hd)}
     }
   }
 }
@@ -170,14 +170,16 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       var sc = 0.0;
       ${k}
       sc = sc * scale;
+      // softmaxStepWgsl, for live positions only (others: corr 1, ex 0).
       let live = p < len;
-      let mn = select(m, max(m, sc), live);
-      let corr = exp(m - mn);
-      let ex = select(0.0, exp(sc - mn), live);
+      let up = live && sc > m;
+      let e = exp(-abs(sc - m));
+      let corr = select(1.0, e, up);
+      let ex = select(0.0, select(e, 1.0, up), live);
       sum = sum * corr + ex;
       let vb = vbase + p * KVD + h * HD;
       ${v}
-      m = mn;
+      m = select(m, max(m, sc), live);
     }
     if (t0 + sl < nt) {
       let ob = B_ATT + tt * QD + qh * HD;
