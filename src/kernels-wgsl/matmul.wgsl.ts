@@ -1,5 +1,5 @@
 import { deviceRowWords, unitElems } from './dequant.wgsl.ts';
-import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, rowLaneSumWgsl, stagedColumn, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
+import { type MatOperand, type MatSegment, clampsRows, operandDotWgsl, rowLaneSumWgsl, segmentRow, stagedColumn, subgroupForm, subgroupUnit, unitDotName } from './matvec.wgsl.ts';
 import { subgroupDotWgsl } from './subgroup.wgsl.ts';
 import type { WeightType } from '../loader/types.ts';
 
@@ -62,7 +62,7 @@ function registerTile(p: MatmulParams): boolean {
 }
 
 function dotOf(p: MatmulParams, buf: string, seg: MatSegment, type: WeightType, acc: string): string {
-  const rel = seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`;
+  const rel = segmentRow(seg);
   if (type === 'f32') {
     // A full chunk runs a constant trip count over its tokens, which the compiler unrolls with
     // the accumulators in registers (lavapipe, stories260K, 256-token prefill, median of 8:

@@ -23,7 +23,12 @@ export interface MatSegment {
   types: WeightType[];
   /** WGSL expression of the type code (TYPE_CODE) when `types` has several. */
   typeOf?: string;
+  /** WGSL expression of row r's index in the segment; default r - r0. */
+  rel?: string;
 }
+
+/** WGSL expression of row r's index in `seg`. */
+export const segmentRow = (seg: MatSegment): string => seg.rel ?? (seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`);
 
 /** A matrix operand: the storage buffer (WGSL name) and its row segments in order. */
 export interface MatOperand {
@@ -96,7 +101,7 @@ export const unitDotName = (type: WeightType, cols: number, buf: string): string
 
 /** The dot of row `r`'s columns [c0, c0 + len) with xs, for one encoding, added to `acc`. */
 function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, acc: string, c0: string, len: string): string {
-  const rel = seg.r0 === 0 ? 'r' : `(r - ${seg.r0}u)`;
+  const rel = segmentRow(seg);
   if (type === 'f32') {
     if (direct(p)) {
       const x = (i: string) => `ld(${p.input} + ${i})`;
@@ -224,6 +229,18 @@ function direct(p: MatvecParams): boolean {
  * segment's loop in one encoding.
  */
 export function operandDotWgsl(op: MatOperand, dot: (seg: MatSegment, type: WeightType) => string): string {
+  const type = op.segs[0]!.types[0]!;
+  if (op.segs.length > 1 && op.segs.every((s) => s.types.length === 1 && s.types[0] === type)) {
+    // One encoding: the row's segment picked by selects and ONE loop, not a branch per segment
+    // (SwiftShader ran every branch's loop: qkv took twice the time per weight of gate_up).
+    const last = op.segs[op.segs.length - 1]!;
+    const pick = (v: (s: MatSegment) => string) =>
+      op.segs.slice(0, -1).reduceRight((acc, s) => `select(${acc}, ${v(s)}, r < ${s.r0 + s.rows}u)`, v(last));
+    return `{
+        let seg_base = ${pick((s) => `(${s.base})`)};
+        let seg_row = ${pick(segmentRow)};${dot({ r0: 0, rows: last.r0 + last.rows, base: 'seg_base', rel: 'seg_row', types: [type] }, type)}
+      }`;
+  }
   const segCode = (seg: MatSegment): string => {
     if (seg.types.length === 1) return `{${dot(seg, seg.types[0])}
       }`;
