@@ -64,7 +64,8 @@ export function formatReport(r: BenchReport, markdown = false): string {
       `device model: empty-kernel dispatch ${f(d.dispatchUs)} us, empty submit round trip ${f(d.roundTripUs)} us, grid barrier ${f(d.barrierUs)} us ` +
         `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined; ${d.stepParticipants} join with the executor's step poll budget), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
         `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width), ` +
-        `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op width) / ${f(d.stageMsPerToken.fused)} ms/token (fused width)`,
+        `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op dispatches) / ${f(d.stageMsPerToken.fused)} ms/token (fused, running)` +
+        (d.stageMsPerToken.cold !== undefined ? ` / ${f(d.stageMsPerToken.cold)} ms/token (fused, first token of a dispatch)` : ''),
     );
     if (r.predicted) {
       out.push(

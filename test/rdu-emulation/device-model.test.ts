@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { type DeviceParameters, type ModeSpec, deviceSync, modeStructure, predictMode, stageCallsPerToken, stageKernelSeconds } from '../../src/rdu-emulation/device-model/model.ts';
+import { type DeviceParameters, type ModeSpec, deviceSync, modeKernelSeconds, modeStructure, predictMode, stageCallsPerToken, stageKernelSeconds } from '../../src/rdu-emulation/device-model/model.ts';
 import type { DeviceMeasurements } from '../../src/rdu-emulation/device-model/microbench.ts';
 import { STAGES, type StageId } from '../../src/engine/schedule.ts';
 import { measureDevice } from '../../src/rdu-emulation/device-model/microbench.ts';
@@ -34,6 +34,31 @@ describe('device model predictions', () => {
     expect(k.inContext).toBeCloseTo(1.5, 12);
     expect(k.fused).toBeCloseTo(calls * 1.5e-6, 15);
     expect(k.perOp).toBeCloseTo(calls * 3e-6, 15);
+  });
+
+  it('takes the launch off per-op calls, or uses the measured per-op token and cold start', () => {
+    const ms = (median: number) => ({ median, min: median, max: median, runs: 1 });
+    const stageSeconds = Object.fromEntries((Object.keys(STAGES) as StageId[]).map((id) => [id, { perOp: ms(2e-6), fused: ms(1e-6) }])) as DeviceMeasurements['stageSeconds'];
+    const calls = [...stageCallsPerToken(schedule).values()].reduce((a, b) => a + b, 0);
+    const m = { stageSeconds, dispatchSeconds: ms(0.5e-6) } as DeviceMeasurements;
+    expect(stageKernelSeconds(schedule, m).perOp).toBeCloseTo(calls * 1.5e-6, 15);
+    // A launch longer than a measured dispatch leaves no negative work.
+    expect(stageKernelSeconds(schedule, m, 3e-6).perOp).toBe(0);
+    const k = stageKernelSeconds(schedule, { ...m, perOpTokenSeconds: ms(7e-4), tokenColdSeconds: ms(2e-4) });
+    expect(k.perOp).toBe(7e-4);
+    expect(k.cold).toBe(2e-4);
+    expect(stageKernelSeconds(schedule, m).cold).toBeUndefined();
+  });
+
+  it('charges the cold start to per-layer tokens and to one token in K when looped', () => {
+    const p = { ...P, kernelSeconds: { perOp: 3e-3, fused: 1e-3, cold: 1.8e-3 } };
+    expect(modeKernelSeconds(p, modes[0]!)).toBe(3e-3);
+    expect(modeKernelSeconds(p, modes[1]!)).toBe(1.8e-3);
+    expect(modeKernelSeconds(p, modes[2]!)).toBeCloseTo(1.8e-3, 15);
+    expect(modeKernelSeconds(p, modes[3]!)).toBeCloseTo(1e-3 + 0.8e-3 / 16, 15);
+    // Without a cold figure every fused mode runs at the fused rate.
+    for (const m of modes.slice(1)) expect(modeKernelSeconds(P, m)).toBe(P.kernelSeconds.fused);
+    expect(predictMode(cfg, 't', p, modes[3]!, modeStructure(schedule, modes[3]!, 26), 10).kernelSeconds).toBeCloseTo(1e-3 + 0.8e-3 / 16, 12);
   });
 
   it('follows the schedule: per-op dispatches per token, L + 3 per layer, 1/K looped', () => {
@@ -111,6 +136,10 @@ describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
       expect(Number.isFinite(m.tokenStagesSeconds.median) && m.tokenStagesSeconds.median > 0).toBe(true);
       const k = stageKernelSeconds(ex.schedule, m);
       expect(k.fused).toBeCloseTo(m.tokenStagesSeconds.median, 12);
+      // The per-op token and the cold token: finite, positive, what the model uses.
+      for (const v of [m.perOpTokenSeconds.median, m.tokenColdSeconds.median]) expect(Number.isFinite(v) && v > 0).toBe(true);
+      expect(k.perOp).toBe(m.perOpTokenSeconds.median);
+      expect(k.cold).toBe(m.tokenColdSeconds.median);
     } finally {
       ex.destroy();
     }

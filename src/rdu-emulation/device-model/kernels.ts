@@ -50,7 +50,8 @@ export function matvecWgsl(layout: Layout, handoff: Handoff): string {
 }
 
 /**
- * Every stage body, each wrapped in an entry point that calls it step.n_tokens times, and (given
+ * Every stage body, each wrapped in an entry point that calls it step.n_tokens times from layer
+ * disp.layer on (one layer after another), and (given
  * the looped schedule, whose loop calls run consecutive layers) `stage_token`: a whole token's
  * stages in order, step.n_tokens times.
  */
@@ -81,7 +82,7 @@ export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule
     (id) => /* wgsl */ `
 @compute @workgroup_size(WG) fn stage_${id}(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   for (var i = 0u; i < step.n_tokens; i++) {
-    s_${id}(wid.x, nwg.x, lid, i % NLAYERS, 0u);
+    s_${id}(wid.x, nwg.x, lid, (disp.layer + i) % NLAYERS, 0u);
     storageBarrier(); workgroupBarrier();
   }
 }`,

@@ -10,7 +10,7 @@
  *   stages        each of the engine's stage bodies (compose.ts stageFunctions: norms, matvecs,
  *                 RoPE, attention at the run's mean position, sampling) called R times in a loop
  *                 inside one dispatch at the fused width, and as R one-call dispatches at the
- *                 per-op width (less the tiny-dispatch cost) -> seconds per call; and a whole
+ *                 per-op width (launch included) -> seconds per call; and a whole
  *                 token's stages in schedule order (every layer's weights walked) at the fused
  *                 width -> the in-context factor the model scales their sum by
  *   grid barrier  the engine's own occupancy discovery + grid_sync (sync.wgsl.ts), B barriers in
@@ -73,7 +73,10 @@ export interface DeviceMeasurements {
   barrierSeconds: Measured;
   /** Seconds occupancy discovery adds to a fused dispatch (over an empty dispatch). */
   discoverSeconds: Measured;
-  /** Seconds per call of each engine stage, at the per-op width and at the fused width. */
+  /**
+   * Seconds per call of each engine stage: at the per-op width one dispatch of one call, its
+   * launch included; at the fused width a call inside a running dispatch.
+   */
   stageSeconds: Record<StageId, { perOp: Measured; fused: Measured }>;
   /**
    * Seconds of one token's stages in the schedule's order over every layer, at the fused width:
@@ -81,6 +84,18 @@ export interface DeviceMeasurements {
    * its own weights in the CPU's caches).
    */
   tokenStagesSeconds: Measured;
+  /**
+   * Seconds the whole token's stages add to ONE dispatch that runs them once (fused width),
+   * over the same dispatch with no work: the first token of a dispatch starts with the caches
+   * the host left (lavapipe: 10-20% over tokenStagesSeconds).
+   */
+  tokenColdSeconds: Measured;
+  /**
+   * Seconds a token's per-op dispatches (each stage's call of the token, in schedule order, at
+   * the per-op width, in one pass) take over the same dispatches with no work: what per-op adds
+   * to its launches (a dispatch after a different one runs colder than a repeated one).
+   */
+  perOpTokenSeconds: Measured;
   /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
@@ -359,7 +374,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const stBgl = device.createBindGroupLayout({
       entries: [
         { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
-        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
         ...store.layoutEntries,
         ...[BINDING.kv, BINDING.act, BINDING.ctl].map((binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: rw })),
       ],
@@ -368,12 +383,15 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const sz = layout.sizes;
     const fbuf = (floats: number) => buf(Math.max(256, Math.ceil((floats * 4) / 16) * 16));
     const stStep = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const stDisp = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    // One Dispatch record per layer (256 bytes apart, dynamic offsets): the first layer a stage entry addresses.
+    const nl = layout.config.nLayers;
+    const stDisp = buf(256 * nl, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    for (let l = 0; l < nl; l++) device.queue.writeBuffer(stDisp, 256 * l, new Uint32Array([l, 0]));
     const stBg = device.createBindGroup({
       layout: stBgl,
       entries: [
         { binding: 0, resource: { buffer: stStep, size: 48 } },
-        { binding: 1, resource: { buffer: stDisp, size: 48 } },
+        { binding: 1, resource: { buffer: stDisp, size: 16 } },
         ...store.bindEntries,
         ...([[BINDING.kv, fbuf(sz.kv)], [BINDING.act, act], [BINDING.ctl, fbuf(sz.ctl)]] as const).map(([binding, b]) => ({ binding, resource: { buffer: b } })),
       ],
@@ -388,7 +406,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
         const pass = enc.beginComputePass();
         pass.setPipeline(p);
         for (let i = 0; i < dispatches; i++) {
-          pass.setBindGroup(0, stBg);
+          pass.setBindGroup(0, stBg, [0]);
           pass.dispatchWorkgroups(g);
         }
         pass.end();
@@ -396,7 +414,9 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     };
     // Fused width: the body R times inside one dispatch (workgroups stay resident, as in a
     // fused kernel). Per-op width: R dispatches of one call each (every call pays the
-    // workgroups' start, as a per-op dispatch does), less the tiny-dispatch cost.
+    // workgroups' start, as a per-op dispatch does), launch included: the model takes off the
+    // launch cost it adds back (stageKernelSeconds), so that a per-op token costs the sum of its
+    // measured dispatches whatever the launch figure.
     const perCall = async (p: GPUComputePipeline, g: number, asDispatches: boolean, count = 3): Promise<Measured> => {
       const run = (n: number) => (asDispatches ? stOnce(p, g, 1, n) : stOnce(p, g, n));
       await run(2);
@@ -406,7 +426,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       for (let i = 0; i < count; i++) {
         const one = await run(1);
         const many = await run(1 + reps);
-        xs.push(Math.max(1e-9, (many - one) / reps - (asDispatches ? dispatch.median : 0)));
+        xs.push(Math.max(1e-9, (many - one) / reps));
       }
       return measured(xs);
     };
@@ -420,13 +440,54 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
       return p;
     };
+    const opPipes = new Map<StageId, { p: GPUComputePipeline; g: number }>();
     for (const id of Object.keys(STAGES) as StageId[]) {
       const opWidth = Math.min(stageItems(id, layout), maxG);
       const fusedW = Math.min(opWidth, fusedWidth);
-      const perOp = await perCall(await pipe(id, 'plain'), opWidth, true);
+      const op = { p: await pipe(id, 'plain'), g: opWidth };
+      opPipes.set(id, op);
+      const perOp = await perCall(op.p, op.g, true);
       stageSeconds[id] = { perOp, fused: await perCall(await pipe(id, fusedHandoff), fusedW, false) };
     }
-    const tokenStagesSeconds = await perCall(await pipe('token', fusedHandoff), fusedWidth, false, Math.max(R, 5));
+    const tokenPipe = await pipe('token', fusedHandoff);
+    const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, Math.max(R, 5));
+    // One run against none in the same dispatches: the work they add, launches excluded.
+    const added = async (encode: (pass: GPUComputePassEncoder) => void): Promise<Measured> => {
+      const run = (reps: number) => {
+        const u = new Uint32Array(12);
+        u[0] = pos;
+        u[1] = reps;
+        device.queue.writeBuffer(stStep, 0, u);
+        return timed(device, staging, small, (enc) => {
+          const pass = enc.beginComputePass();
+          encode(pass);
+          pass.end();
+        });
+      };
+      await run(1);
+      const xs: number[] = [];
+      for (let i = 0; i < Math.max(R, 5); i++) {
+        const zero = await run(0);
+        xs.push(Math.max(1e-9, (await run(1)) - zero));
+      }
+      return measured(xs);
+    };
+    const tokenColdSeconds = await added((pass) => {
+      pass.setPipeline(tokenPipe);
+      pass.setBindGroup(0, stBg, [0]);
+      pass.dispatchWorkgroups(fusedWidth);
+    });
+    // The per-op token: every call of the per-op schedule, each on its own layer's weights.
+    const calls = kernelSchedules(layout.config).schedule.calls.flatMap((c) =>
+      (c.kind === 'loop' ? c.layers : c.kind === 'layer' ? [c.layer] : [0]).flatMap((l) => c.stages.map((id) => ({ id, l }))));
+    const perOpTokenSeconds = await added((pass) => {
+      for (const { id, l } of calls) {
+        const { p, g } = opPipes.get(id)!;
+        pass.setPipeline(p);
+        pass.setBindGroup(0, stBg, [256 * l]);
+        pass.dispatchWorkgroups(g);
+      }
+    });
     step('stages');
 
     return {
@@ -439,6 +500,8 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       discoverSeconds: measured(disc),
       stageSeconds,
       tokenStagesSeconds,
+      tokenColdSeconds,
+      perOpTokenSeconds,
       barrierGroups: groups,
       barrierParticipants: measured(counts),
       stepParticipants: measured(stepCounts),

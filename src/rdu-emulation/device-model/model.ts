@@ -18,7 +18,10 @@
  *   per-layer   L + 3 dispatches (L of them discover), the layer kernels' grid barriers
  *   looped:K    1/K dispatch (it discovers), the looped kernel's barriers per token
  * so that
- *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K.
+ *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K,
+ * the kernel term being, per mode (modeKernelSeconds): per-op the work of a token's per-op
+ * dispatches in order (over the same dispatches with no work); per-layer a token's stages in a
+ * dispatch of their own (cold); looped:K the running rate plus the cold start once per K tokens.
  */
 import type { StageId } from '../../engine/schedule.ts';
 import { kvBytes, weightBytesRead } from '../timing/flops.ts';
@@ -42,8 +45,12 @@ export interface DeviceParameters {
   fusedMatvecBytesPerSecond: number;
   barrierSeconds: number;
   discoverSeconds: number;
-  /** Summed stage times of one token (seconds) at the per-op and at the fused width, and the in-context factor applied to both. */
-  kernelSeconds: { perOp: number; fused: number; inContext?: number };
+  /**
+   * Stage time of one token (seconds): `perOp` the work of its per-op dispatches, `fused` its
+   * stages inside a running fused dispatch, `cold` in a dispatch of its own (the first token of a
+   * dispatch: per-layer's dispatches and looped:K's first of K), and the in-context factor.
+   */
+  kernelSeconds: { perOp: number; fused: number; cold?: number; inContext?: number };
 }
 
 /** Stage calls of one token: each layer's stages once per layer, the rest once. */
@@ -61,22 +68,37 @@ export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
  * stage's time, summed over a token's calls, scaled by how much longer the same stages take in
  * a token's order (tokenStagesSeconds over the summed fused times): a stage repeated alone keeps
  * its weights in the CPU's caches, a token walks all of them (lavapipe, stories260K: 1.5x-2x).
+ * A per-op call was timed as a whole dispatch: `launch` (the seconds per dispatch the model adds
+ * for the mode; default the tiny-dispatch figure) is taken off each, so kernel + launches is the
+ * sum of the measured dispatches.
  */
-export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements): { perOp: number; fused: number; inContext: number } {
+export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements, launch = m.dispatchSeconds?.median ?? 0): { perOp: number; fused: number; cold?: number; inContext: number } {
   let perOp = 0;
   let fused = 0;
   for (const [id, n] of stageCallsPerToken(schedule)) {
-    perOp += n * m.stageSeconds[id].perOp.median;
+    perOp += n * Math.max(0, m.stageSeconds[id].perOp.median - launch);
     fused += n * m.stageSeconds[id].fused.median;
   }
+  const ok = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x) && x > 0;
   const token = m.tokenStagesSeconds?.median;
-  const inContext = token !== undefined && Number.isFinite(token) && token > 0 && fused > 0 ? token / fused : 1;
-  return { perOp: perOp * inContext, fused: fused * inContext, inContext };
+  const inContext = ok(token) && fused > 0 ? token / fused : 1;
+  // The whole token measured as the mode runs it, where measured; else the stage sums.
+  const seq = m.perOpTokenSeconds?.median;
+  const cold = m.tokenColdSeconds?.median;
+  return { perOp: ok(seq) ? seq : perOp * inContext, fused: fused * inContext, ...(ok(cold) ? { cold } : {}), inContext };
 }
 
-export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule): DeviceParameters {
+/** Stage seconds of one token of mode `m`: looped:K pays the cold start once per K tokens. */
+export function modeKernelSeconds(p: DeviceParameters, m: ModeSpec): number {
+  const { perOp, fused, cold = fused } = p.kernelSeconds;
+  if (m.mode === 'per-op') return perOp;
+  if (m.mode === 'per-layer') return cold;
+  return fused + (cold - fused) / m.k;
+}
+
+export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule, launch?: number): DeviceParameters {
   return {
-    kernelSeconds: stageKernelSeconds(schedule, m),
+    kernelSeconds: stageKernelSeconds(schedule, m, launch),
     name,
     dispatchSeconds: m.dispatchSeconds.median,
     roundTripSeconds: m.roundTripSeconds.median,
@@ -141,8 +163,8 @@ function modeStructureOf(schedule: Schedule, m: ModeSpec, barriersPerToken?: num
  * The adapter as a timing-model system (one device) for `mode`'s kernels: the in-kernel
  * efficiency is what makes bytesPerToken / (copy rate x efficiency) equal the measured stage time.
  */
-export function deviceSystem(p: DeviceParameters, mode: ModeSpec['mode'], bytesPerToken: number): SystemSpec {
-  const kernel = mode === 'per-op' ? p.kernelSeconds.perOp : p.kernelSeconds.fused;
+export function deviceSystem(p: DeviceParameters, mode: ModeSpec, bytesPerToken: number): SystemSpec {
+  const kernel = modeKernelSeconds(p, mode);
   const rate = bytesPerToken / kernel;
   return {
     name: p.name,
@@ -206,7 +228,7 @@ export function predictMode(
   const timing = predictDecode(
     shape,
     { batch: 1, context: meanContext, outputTokens: 0 },
-    deviceSystem(p, m.mode, bytes),
+    deviceSystem(p, m, bytes),
     deviceSync(p, s),
     deviceCallStructure(m, s),
     { weightRead: 'embedding-row-only' },
