@@ -163,7 +163,7 @@ export const STAGES: Record<StageId, StageSpec> = {
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
     wgsl: (x) => x.layout.kernel.style === 'cpu' ? attentionSerialWgsl(x.c.headDim) : ATTENTION_PARALLEL_WGSL,
     // The subgroup form is the CPU adapters' (one invocation per row); GPUs keep the parallel form.
-    batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : attentionBatchedWgsl(x.c.headDim)),
+    batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : attentionBatchedWgsl(x.c.headDim, x.layout.kernel.style === 'cpu')),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,

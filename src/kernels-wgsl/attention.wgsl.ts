@@ -74,12 +74,15 @@ export const softmaxStepWgsl = (s: string): string => `let up = ${s} > m;
  * Needs kbase, vbase, scale, h, qh and len in scope. The serial decode form and the batched
  * form both run it.
  *
- * With a head dimension `hd` that is a multiple of 4 the query and the accumulator are hd / 4
- * vec4 values, unrolled: registers, where indexed private arrays stay in memory on SwiftShader
- * (its attention took 172 us a call at position 128 on stories260K that way, 51 us this way).
+ * With `unrolled` (the CPU style) and a head dimension `hd` that is a multiple of 4 the query
+ * and the accumulator are hd / 4 vec4 values, unrolled: registers, where indexed private arrays
+ * stay in memory on SwiftShader (its attention took 172 us a call at position 128 on
+ * stories260K that way, 51 us this way). The GPU style keeps the loops (a GPU compiler unrolls
+ * them itself; llvmpipe, which runs the GPU form in the tests, compiles the unrolled batched
+ * form of a 32-wide head for many minutes).
  */
-export const attendHeadWgsl = (q: string, out: string, hd: number): string => {
-  if (hd % 4 !== 0) {
+export const attendHeadWgsl = (q: string, out: string, hd: number, unrolled: boolean): string => {
+  if (!unrolled || hd % 4 !== 0) {
     return `
       var q: array<f32, HD>;
       var acc: array<f32, HD>;
@@ -139,7 +142,7 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   for (var f = lid; f < mine * GROUP; f += WG) {
     let h = t + (f / GROUP) * n;
     let qh = h * GROUP + f % GROUP;
-    {${attendHeadWgsl('A_Q + qh * HD', 'A_ATT + qh * HD', hd)}
+    {${attendHeadWgsl('A_Q + qh * HD', 'A_ATT + qh * HD', hd, true)}
     }
   }
 }

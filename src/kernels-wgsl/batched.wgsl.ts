@@ -96,7 +96,7 @@ fn s_rope_append(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
  * this one). One invocation per (KV head, token, query head) walks the positions once with
  * an online softmax, so the stage has no barrier and every lane is busy.
  */
-export const attentionBatchedWgsl = (hd: number): string => /* wgsl */ `
+export const attentionBatchedWgsl = (hd: number, unrolled: boolean): string => /* wgsl */ `
 fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
   let nt = min(step.n_tokens, CHUNK);
   let kbase = (layer * 2u) * SEQ * KVD;
@@ -111,7 +111,7 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       let tt = e / GROUP;
       let qh = h * GROUP + e % GROUP;
       let len = step.pos + tt + 1u;
-${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD', hd)}
+${attendHeadWgsl('B_Q + tt * QKVR + qh * HD', 'B_ATT + tt * QD + qh * HD', hd, unrolled)}
     }
   }
 }
