@@ -123,8 +123,8 @@ export interface DeviceModelReport {
   copyGBps: number;
   matvecGBps: number;
   fusedMatvecGBps: number;
-  /** Stage time of one token, ms: its per-op dispatches' work, inside a running fused dispatch, in a dispatch of its own (cold). */
-  stageMsPerToken: { perOp: number; fused: number; cold?: number };
+  /** Stage time of one token, ms: its per-op dispatches' work, inside a running fused dispatch, in a dispatch of its own (cold), its per-layer dispatches' work. */
+  stageMsPerToken: { perOp: number; fused: number; cold?: number; perLayer?: number };
   barrierWorkgroups: number;
   barrierParticipants: number;
   /** Median workgroups that join a fused dispatch with the executor's step poll budget. */
@@ -403,7 +403,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         copyGBps: p.copyBytesPerSecond / GB,
         matvecGBps: p.matvecBytesPerSecond / GB,
         fusedMatvecGBps: p.fusedMatvecBytesPerSecond / GB,
-        stageMsPerToken: { perOp: p.kernelSeconds.perOp * 1e3, fused: p.kernelSeconds.fused * 1e3, ...(p.kernelSeconds.cold !== undefined ? { cold: p.kernelSeconds.cold * 1e3 } : {}) },
+        stageMsPerToken: { perOp: p.kernelSeconds.perOp * 1e3, fused: p.kernelSeconds.fused * 1e3, ...(p.kernelSeconds.cold !== undefined ? { cold: p.kernelSeconds.cold * 1e3 } : {}), ...(p.kernelSeconds.perLayer !== undefined ? { perLayer: p.kernelSeconds.perLayer * 1e3 } : {}) },
         barrierWorkgroups: dm.barrierGroups,
         barrierParticipants: dm.barrierParticipants.median,
         stepParticipants: dm.stepParticipants.median,

@@ -44,9 +44,10 @@ describe('device model predictions', () => {
     expect(stageKernelSeconds(schedule, m).perOp).toBeCloseTo(calls * 1.5e-6, 15);
     // A launch longer than a measured dispatch leaves no negative work.
     expect(stageKernelSeconds(schedule, m, 3e-6).perOp).toBe(0);
-    const k = stageKernelSeconds(schedule, { ...m, perOpTokenSeconds: ms(7e-4), tokenColdSeconds: ms(2e-4) });
+    const k = stageKernelSeconds(schedule, { ...m, perOpTokenSeconds: ms(7e-4), tokenColdSeconds: ms(2e-4), perLayerTokenSeconds: ms(3e-4) });
     expect(k.perOp).toBe(7e-4);
     expect(k.cold).toBe(2e-4);
+    expect(k.perLayer).toBe(3e-4);
     expect(stageKernelSeconds(schedule, m).cold).toBeUndefined();
   });
 
@@ -56,6 +57,8 @@ describe('device model predictions', () => {
     expect(modeKernelSeconds(p, modes[1]!)).toBe(1.8e-3);
     expect(modeKernelSeconds(p, modes[2]!)).toBeCloseTo(1.8e-3, 15);
     expect(modeKernelSeconds(p, modes[3]!)).toBeCloseTo(1e-3 + 0.8e-3 / 16, 15);
+    // A measured per-layer token is per-layer's term.
+    expect(modeKernelSeconds({ ...P, kernelSeconds: { ...p.kernelSeconds, perLayer: 2.5e-3 } }, modes[1]!)).toBe(2.5e-3);
     // Without a cold figure every fused mode runs at the fused rate.
     for (const m of modes.slice(1)) expect(modeKernelSeconds(P, m)).toBe(P.kernelSeconds.fused);
     expect(predictMode(cfg, 't', p, modes[3]!, modeStructure(schedule, modes[3]!, 26), 10).kernelSeconds).toBeCloseTo(1e-3 + 0.8e-3 / 16, 12);
@@ -137,8 +140,9 @@ describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
       const k = stageKernelSeconds(ex.schedule, m);
       expect(k.fused).toBeCloseTo(m.tokenStagesSeconds.median, 12);
       // The per-op token and the cold token: finite, positive, what the model uses.
-      for (const v of [m.perOpTokenSeconds.median, m.tokenColdSeconds.median]) expect(Number.isFinite(v) && v > 0).toBe(true);
+      for (const v of [m.perOpTokenSeconds.median, m.tokenColdSeconds.median, m.perLayerTokenSeconds.median]) expect(Number.isFinite(v) && v > 0).toBe(true);
       expect(k.perOp).toBe(m.perOpTokenSeconds.median);
+      expect(k.perLayer).toBe(m.perLayerTokenSeconds.median);
       expect(k.cold).toBe(m.tokenColdSeconds.median);
     } finally {
       ex.destroy();

@@ -51,11 +51,12 @@ export function matvecWgsl(layout: Layout, handoff: Handoff): string {
 
 /**
  * Every stage body, each wrapped in an entry point that calls it step.n_tokens times from layer
- * disp.layer on (one layer after another), and (given
- * the looped schedule, whose loop calls run consecutive layers) `stage_token`: a whole token's
- * stages in order, step.n_tokens times.
+ * disp.layer on (one layer after another); given the looped schedule (whose loop calls run
+ * consecutive layers) `stage_token`: a whole token's stages in order, step.n_tokens times; and
+ * given a decoder layer's stages, `stage_layer`: them in order on layer disp.layer (a per-layer
+ * dispatch's work).
  */
-export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule): string {
+export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule, layerStages?: readonly StageId[]): string {
   const ids = Object.keys(STAGES) as StageId[];
   const call = (id: StageId, layer: string) => `s_${id}(wid.x, nwg.x, lid, ${layer}, 0u);
     storageBarrier(); workgroupBarrier();`;
@@ -87,5 +88,13 @@ export function stagesWgsl(layout: Layout, handoff: Handoff, schedule?: Schedule
   }
 }`,
   );
-  return composeModule(layout, ids, [...entries, ...token].join('\n'), false, handoff);
+  const layer = layerStages
+    ? [/* wgsl */ `
+@compute @workgroup_size(WG) fn stage_layer(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var i = 0u; i < step.n_tokens; i++) {
+    ${layerStages.map((id) => call(id, 'disp.layer')).join('\n    ')}
+  }
+}`]
+    : [];
+  return composeModule(layout, ids, [...entries, ...token, ...layer].join('\n'), false, handoff);
 }

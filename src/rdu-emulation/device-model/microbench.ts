@@ -88,6 +88,8 @@ export interface DeviceMeasurements {
    * to its launches (a dispatch after a different one runs colder than a repeated one).
    */
   perOpTokenSeconds: Measured;
+  /** The same for a token's per-layer dispatches (a decoder layer's stages a dispatch). */
+  perLayerTokenSeconds: Measured;
   /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
@@ -330,7 +332,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const fusedMatvec = fusedWidth === items && fusedHandoff === 'plain' ? matvec : await mvRate(fusedWidth, fusedHandoff);
     step('matvec bandwidth');
 
-    const { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds } = await measureStages({
+    const { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds, perLayerTokenSeconds } = await measureStages({
       device, layout, store, act, buf, staging, small, repeats: R, pos: opts.pos ?? 0, fusedWidth, fusedHandoff, cpu: t.cpu,
     });
     step('stages');
@@ -347,6 +349,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       tokenStagesSeconds,
       tokenColdSeconds,
       perOpTokenSeconds,
+      perLayerTokenSeconds,
       barrierGroups: groups,
       barrierParticipants: measured(counts),
       stepParticipants: measured(stepCounts),

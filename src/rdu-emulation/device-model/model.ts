@@ -19,9 +19,9 @@
  *   looped:K    1/K dispatch (it discovers), the looped kernel's barriers per token
  * so that
  *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K,
- * the kernel term being, per mode (modeKernelSeconds): per-op the work of a token's per-op
- * dispatches in order (over the same dispatches with no work); per-layer a token's stages in a
- * dispatch of their own (cold); looped:K the running rate plus the cold start once per K tokens.
+ * the kernel term being, per mode (modeKernelSeconds): per-op and per-layer the work of a
+ * token's per-op or per-layer dispatches in order (over the same dispatches with no work);
+ * looped:K the running rate plus the cold start (a token in a dispatch of its own) once per K.
  */
 import type { StageId } from '../../engine/schedule.ts';
 import { kvBytes, weightBytesRead } from '../timing/flops.ts';
@@ -46,11 +46,11 @@ export interface DeviceParameters {
   barrierSeconds: number;
   discoverSeconds: number;
   /**
-   * Stage time of one token (seconds): `perOp` the work of its per-op dispatches, `fused` its
-   * stages inside a running fused dispatch, `cold` in a dispatch of its own (the first token of a
-   * dispatch: per-layer's dispatches and looped:K's first of K), and the in-context factor.
+   * Stage time of one token (seconds): `perOp` and `perLayer` the work of its per-op and
+   * per-layer dispatches, `fused` its stages inside a running fused dispatch, `cold` in a
+   * dispatch of its own (looped:K's first token of K), and the in-context factor.
    */
-  kernelSeconds: { perOp: number; fused: number; cold?: number; inContext?: number };
+  kernelSeconds: { perOp: number; fused: number; cold?: number; perLayer?: number; inContext?: number };
 }
 
 /** Stage calls of one token: each layer's stages once per layer, the rest once. */
@@ -72,7 +72,7 @@ export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
  * for the mode; default the tiny-dispatch figure) is taken off each, so kernel + launches is the
  * sum of the measured dispatches.
  */
-export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements, launch = m.dispatchSeconds?.median ?? 0): { perOp: number; fused: number; cold?: number; inContext: number } {
+export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements, launch = m.dispatchSeconds?.median ?? 0): DeviceParameters['kernelSeconds'] & { inContext: number } {
   let perOp = 0;
   let fused = 0;
   for (const [id, n] of stageCallsPerToken(schedule)) {
@@ -85,14 +85,15 @@ export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements, la
   // The whole token measured as the mode runs it, where measured; else the stage sums.
   const seq = m.perOpTokenSeconds?.median;
   const cold = m.tokenColdSeconds?.median;
-  return { perOp: ok(seq) ? seq : perOp * inContext, fused: fused * inContext, ...(ok(cold) ? { cold } : {}), inContext };
+  const layers = m.perLayerTokenSeconds?.median;
+  return { perOp: ok(seq) ? seq : perOp * inContext, fused: fused * inContext, ...(ok(cold) ? { cold } : {}), ...(ok(layers) ? { perLayer: layers } : {}), inContext };
 }
 
 /** Stage seconds of one token of mode `m`: looped:K pays the cold start once per K tokens. */
 export function modeKernelSeconds(p: DeviceParameters, m: ModeSpec): number {
-  const { perOp, fused, cold = fused } = p.kernelSeconds;
+  const { perOp, fused, cold = fused, perLayer = cold } = p.kernelSeconds;
   if (m.mode === 'per-op') return perOp;
-  if (m.mode === 'per-layer') return cold;
+  if (m.mode === 'per-layer') return perLayer;
   return fused + (cold - fused) / m.k;
 }
 

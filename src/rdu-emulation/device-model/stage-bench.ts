@@ -2,7 +2,7 @@
  * The device model's stage microbenchmarks (microbench.ts runs them): every engine stage body
  * timed alone at the per-op width (one-call dispatches) and inside a running dispatch at the
  * fused width; a whole token's stages in schedule order, running and in a dispatch of its own;
- * and a token's per-op dispatches in order, each on its own layer's weights.
+ * and a token's per-op and per-layer dispatches in order, each on its own layer's weights.
  */
 import { BINDING, type Handoff } from '../../kernels-wgsl/common.wgsl.ts';
 import { compileWgsl, computePipeline } from '../../engine/compile.ts';
@@ -41,6 +41,7 @@ export interface StageMeasurements {
   tokenStagesSeconds: Measured;
   tokenColdSeconds: Measured;
   perOpTokenSeconds: Measured;
+  perLayerTokenSeconds: Measured;
 }
 
 const compile = (device: GPUDevice, code: string, label: string) => compileWgsl(device, code, `microbenchmark ${label}`);
@@ -48,11 +49,14 @@ const compile = (device: GPUDevice, code: string, label: string) => compileWgsl(
 export async function measureStages(t: StageBenchTarget): Promise<StageMeasurements> {
   const { device, layout, store, act, buf, staging, small, fusedWidth, fusedHandoff } = t;
   const R = t.repeats;
+  // The per-op and per-layer schedule: its layer calls are the decoder layer's stages.
+  const scheduleCalls = kernelSchedules(layout.config).schedule.calls;
+  const layerStages = scheduleCalls.find((c) => c.kind === 'layer')?.stages;
   // Stages: each body R times in one dispatch, (T(1 + R) - T(1)) / R, with R sized for ~30 ms.
   const stModules = new Map<Handoff, GPUShaderModule>();
   const stModule = async (h: Handoff): Promise<GPUShaderModule> => {
     let m = stModules.get(h);
-    if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).looped), 'stages')));
+    if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).looped, layerStages), 'stages')));
     return m;
   };
   const rw = { type: 'storage' as const };
@@ -118,7 +122,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
   // Per-op widths as the executor dispatches them (capped on CPU adapters).
   const maxG = Math.min(device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
-  const pipe = async (id: StageId | 'token', h: Handoff): Promise<GPUComputePipeline> => {
+  const pipe = async (id: StageId | 'token' | 'layer', h: Handoff): Promise<GPUComputePipeline> => {
     device.pushErrorScope('validation');
     const p = device.createComputePipeline({ layout: stLayout, compute: { module: await stModule(h), entryPoint: `stage_${id}` } });
     const err = await device.popErrorScope();
@@ -126,13 +130,16 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     return p;
   };
   const opPipes = new Map<StageId, { p: GPUComputePipeline; g: number }>();
+  const fusedPipes = new Map<StageId, GPUComputePipeline>();
   for (const id of Object.keys(STAGES) as StageId[]) {
     const opWidth = Math.min(stageItems(id, layout), maxG);
     const fusedW = Math.min(opWidth, fusedWidth);
     const op = { p: await pipe(id, 'plain'), g: opWidth };
     opPipes.set(id, op);
     const perOp = await perCall(op.p, op.g, true);
-    stageSeconds[id] = { perOp, fused: await perCall(await pipe(id, fusedHandoff), fusedW, false) };
+    const fusedPipe = await pipe(id, fusedHandoff);
+    fusedPipes.set(id, fusedPipe);
+    stageSeconds[id] = { perOp, fused: await perCall(fusedPipe, fusedW, false) };
   }
   const tokenPipe = await pipe('token', fusedHandoff);
   const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, Math.max(R, 5));
@@ -163,7 +170,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     pass.dispatchWorkgroups(fusedWidth);
   });
   // The per-op token: every call of the per-op schedule, each on its own layer's weights.
-  const calls = kernelSchedules(layout.config).schedule.calls.flatMap((c) =>
+  const calls = scheduleCalls.flatMap((c) =>
     (c.kind === 'loop' ? c.layers : c.kind === 'layer' ? [c.layer] : [0]).flatMap((l) => c.stages.map((id) => ({ id, l }))));
   const perOpTokenSeconds = await added((pass) => {
     for (const { id, l } of calls) {
@@ -173,5 +180,18 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
       pass.dispatchWorkgroups(g);
     }
   });
-  return { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds };
+  // The per-layer token: a dispatch per call of the same schedule at the fused width (a decoder
+  // layer's stages in one, on its layer; the others' stages one dispatch each).
+  const layerPipe = await pipe('layer', fusedHandoff);
+  const perLayerTokenSeconds = await added((pass) => {
+    for (const c of scheduleCalls) {
+      const runs = c.kind === 'layer' ? [{ p: layerPipe, l: c.layer }] : c.kind === 'loop' ? c.layers.map((l) => ({ p: layerPipe, l })) : c.stages.map((id) => ({ p: fusedPipes.get(id)!, l: 0 }));
+      for (const { p, l } of runs) {
+        pass.setPipeline(p);
+        pass.setBindGroup(0, stBg, [256 * l]);
+        pass.dispatchWorkgroups(fusedWidth);
+      }
+    }
+  });
+  return { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds, perLayerTokenSeconds };
 }
