@@ -19,7 +19,7 @@ import type { Executor, Mode } from '../engine/executor.ts';
 import type { GpuExecutor } from '../engine/gpu-executor.ts';
 import { Session, parameterCount } from '../engine/session.ts';
 import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
-import { type DeviceParameters, deviceParameters, modeStructure, predictMode, stageKernelSeconds } from '../rdu-emulation/device-model/model.ts';
+import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
 import type { StepOverheads } from '../engine/overheads.ts';
 import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
@@ -367,7 +367,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
 
     if (dm) {
-      const measured = dm;
       const p: DeviceParameters = deviceParameters(gpu.name, dm, (executors[0]!.ex as GpuExecutor).schedule);
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
       // Launch and round trip per mode, through the executor's own kernels and submit path (a
@@ -382,9 +381,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const perSubmit = s.dispatchesPerToken / s.submitsPerToken;
         // A launch too cheap to resolve through the submit path keeps the empty-kernel figure.
         const dispatchSeconds = o.launch > 0 ? o.launch / perSubmit : p.dispatchSeconds;
-        // The per-op stage figures are whole dispatches: the launch the model adds is taken off them.
-        const kernelSeconds = stageKernelSeconds(g.schedule, measured, dispatchSeconds);
-        const pm: DeviceParameters = { ...p, kernelSeconds, dispatchSeconds, roundTripSeconds: o.roundTrip, discoverSeconds: o.launch > 0 ? 0 : p.discoverSeconds };
+        const pm: DeviceParameters = { ...p, dispatchSeconds, roundTripSeconds: o.roundTrip, discoverSeconds: o.launch > 0 ? 0 : p.discoverSeconds };
         const pr = predictMode(cfg, model.name, pm, m, s, meanContext);
         const meas = results.find((r) => r.mode === m.label)!.tokensPerSecond;
         return {

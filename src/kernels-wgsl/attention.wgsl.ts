@@ -60,12 +60,13 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
  * One step of the online softmax for a score `s`, in WGSL: sets `corr` (the factor the running
  * sum and accumulator are rescaled by) and `ex` (the weight of this position). Of exp(m - max(m, s))
  * and exp(s - max(m, s)) one is exp(0) = 1 and the other exp(-|s - m|): one exp a position
- * instead of two, with the same values.
+ * instead of two, with the same values. With `live` (a WGSL bool) a position where it is false
+ * leaves everything as it is (corr 1, ex 0).
  */
-export const softmaxStepWgsl = (s: string): string => `let up = ${s} > m;
+export const softmaxStepWgsl = (s: string, live?: string): string => `let up = ${live ? `${live} && ` : ''}${s} > m;
         let e = exp(-abs(${s} - m));
         let corr = select(1.0, e, up);
-        let ex = select(e, 1.0, up);`;
+        let ex = ${live ? `select(0.0, select(e, 1.0, up), ${live})` : 'select(e, 1.0, up)'};`;
 
 /**
  * One query head `qh` of KV head `h` over positions [0, len), one invocation, with an online

@@ -1,5 +1,5 @@
 import type { WeightType } from '../loader/types.ts';
-import { attendHeadWgsl } from './attention.wgsl.ts';
+import { attendHeadWgsl, softmaxStepWgsl } from './attention.wgsl.ts';
 import { deviceRowWords } from './dequant.wgsl.ts';
 
 /**
@@ -170,12 +170,8 @@ fn s_attention(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
       var sc = 0.0;
       ${k}
       sc = sc * scale;
-      // softmaxStepWgsl, for live positions only (others: corr 1, ex 0).
       let live = p < len;
-      let up = live && sc > m;
-      let e = exp(-abs(sc - m));
-      let corr = select(1.0, e, up);
-      let ex = select(0.0, select(e, 1.0, up), live);
+      ${softmaxStepWgsl('sc', 'live')}
       sum = sum * corr + ex;
       let vb = vbase + p * KVD + h * HD;
       ${v}

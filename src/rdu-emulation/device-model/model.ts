@@ -68,9 +68,10 @@ export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
  * stage's time, summed over a token's calls, scaled by how much longer the same stages take in
  * a token's order (tokenStagesSeconds over the summed fused times): a stage repeated alone keeps
  * its weights in the CPU's caches, a token walks all of them (lavapipe, stories260K: 1.5x-2x).
- * A per-op call was timed as a whole dispatch: `launch` (the seconds per dispatch the model adds
- * for the mode; default the tiny-dispatch figure) is taken off each, so kernel + launches is the
- * sum of the measured dispatches.
+ * Per-op's and per-layer's terms are their whole tokens' dispatches where measured
+ * (perOpTokenSeconds, perLayerTokenSeconds, as measureDevice does); without the per-op token,
+ * per-op is the sum of its stage calls, each timed as a whole dispatch with `launch` (default the
+ * tiny-dispatch figure) taken off.
  */
 export function stageKernelSeconds(schedule: Schedule, m: DeviceMeasurements, launch = m.dispatchSeconds?.median ?? 0): DeviceParameters['kernelSeconds'] & { inContext: number } {
   let perOp = 0;
@@ -97,9 +98,9 @@ export function modeKernelSeconds(p: DeviceParameters, m: ModeSpec): number {
   return fused + (cold - fused) / m.k;
 }
 
-export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule, launch?: number): DeviceParameters {
+export function deviceParameters(name: string, m: DeviceMeasurements, schedule: Schedule): DeviceParameters {
   return {
-    kernelSeconds: stageKernelSeconds(schedule, m, launch),
+    kernelSeconds: stageKernelSeconds(schedule, m),
     name,
     dispatchSeconds: m.dispatchSeconds.median,
     roundTripSeconds: m.roundTripSeconds.median,

@@ -9,7 +9,7 @@ import { compileWgsl, computePipeline } from '../../engine/compile.ts';
 import { stageItems } from '../../engine/compose.ts';
 import { cpuPerOpGroups } from '../../engine/device.ts';
 import { kernelSchedules } from '../../engine/program.ts';
-import { STAGES, type StageId } from '../../engine/schedule.ts';
+import { STAGES, type Schedule, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import type { WeightStore } from '../../engine/weight-store.ts';
 import { KloopError } from '../../errors.ts';
@@ -43,6 +43,9 @@ export interface StageMeasurements {
   perOpTokenSeconds: Measured;
   perLayerTokenSeconds: Measured;
 }
+
+/** The layers a schedule call runs its stages on (layer 0 for the prologue and epilogue). */
+const callLayers = (c: Schedule['calls'][number]): readonly number[] => (c.kind === 'loop' ? c.layers : c.kind === 'layer' ? [c.layer] : [0]);
 
 const compile = (device: GPUDevice, code: string, label: string) => compileWgsl(device, code, `microbenchmark ${label}`);
 
@@ -86,21 +89,26 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     ],
   });
   const pos = Math.max(0, Math.min(layout.context - 1, Math.round(t.pos)));
-  const stOnce = (p: GPUComputePipeline, g: number, reps: number, dispatches = 1) => {
+  // One timed pass of `encode`'s dispatches, each stage entry calling its body `reps` times.
+  const timedPass = (reps: number, encode: (pass: GPUComputePassEncoder) => void) => {
     const u = new Uint32Array(12);
     u[0] = pos;
     u[1] = reps;
     device.queue.writeBuffer(stStep, 0, u);
     return timed(device, staging, small, (enc) => {
       const pass = enc.beginComputePass();
+      encode(pass);
+      pass.end();
+    });
+  };
+  const stOnce = (p: GPUComputePipeline, g: number, reps: number, dispatches = 1) =>
+    timedPass(reps, (pass) => {
       pass.setPipeline(p);
       for (let i = 0; i < dispatches; i++) {
         pass.setBindGroup(0, stBg, [0]);
         pass.dispatchWorkgroups(g);
       }
-      pass.end();
     });
-  };
   // Fused width: the body R times inside one dispatch (workgroups stay resident, as in a
   // fused kernel). Per-op width: R dispatches of one call each (every call pays the
   // workgroups' start, as a per-op dispatch does), launch included: the model takes off the
@@ -145,17 +153,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, Math.max(R, 5));
   // One run against none in the same dispatches: the work they add, launches excluded.
   const added = async (encode: (pass: GPUComputePassEncoder) => void): Promise<Measured> => {
-    const run = (reps: number) => {
-      const u = new Uint32Array(12);
-      u[0] = pos;
-      u[1] = reps;
-      device.queue.writeBuffer(stStep, 0, u);
-      return timed(device, staging, small, (enc) => {
-        const pass = enc.beginComputePass();
-        encode(pass);
-        pass.end();
-      });
-    };
+    const run = (reps: number) => timedPass(reps, encode);
     await run(1);
     const xs: number[] = [];
     for (let i = 0; i < Math.max(R, 5); i++) {
@@ -170,8 +168,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     pass.dispatchWorkgroups(fusedWidth);
   });
   // The per-op token: every call of the per-op schedule, each on its own layer's weights.
-  const calls = scheduleCalls.flatMap((c) =>
-    (c.kind === 'loop' ? c.layers : c.kind === 'layer' ? [c.layer] : [0]).flatMap((l) => c.stages.map((id) => ({ id, l }))));
+  const calls = scheduleCalls.flatMap((c) => callLayers(c).flatMap((l) => c.stages.map((id) => ({ id, l }))));
   const perOpTokenSeconds = await added((pass) => {
     for (const { id, l } of calls) {
       const { p, g } = opPipes.get(id)!;
@@ -185,7 +182,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   const layerPipe = await pipe('layer', fusedHandoff);
   const perLayerTokenSeconds = await added((pass) => {
     for (const c of scheduleCalls) {
-      const runs = c.kind === 'layer' ? [{ p: layerPipe, l: c.layer }] : c.kind === 'loop' ? c.layers.map((l) => ({ p: layerPipe, l })) : c.stages.map((id) => ({ p: fusedPipes.get(id)!, l: 0 }));
+      const runs = c.kind === 'layer' || c.kind === 'loop' ? callLayers(c).map((l) => ({ p: layerPipe, l })) : c.stages.map((id) => ({ p: fusedPipes.get(id)!, l: 0 }));
       for (const { p, l } of runs) {
         pass.setPipeline(p);
         pass.setBindGroup(0, stBg, [256 * l]);
