@@ -23,5 +23,7 @@ done
 # The quantized GGUF files (llama.cpp's quantizer) and their fixtures.
 [ -d "$models/quant" ] && mkdir -p "$out/models/quant" && cp "$models/quant"/*.gguf "$out/models/quant/"
 [ -d "$fixtures/quant" ] && cp -r "$fixtures/quant" "$out/fixtures/"
-cp scripts/gpu-host/run.sh "$out/"
+cp scripts/gpu-host/run.sh scripts/gpu-host/summary.mjs "$out/"
 du -sh "$out"
+# llama.cpp's Vulkan build for the same-card peer (bench --llama-gpu vulkan), when installed.
+if [ -d node_modules/@node-llama-cpp/linux-x64-vulkan ]; then bash scripts/gpu-host/pack-llama.sh; fi

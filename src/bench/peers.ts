@@ -39,9 +39,15 @@ export async function findGguf(modelPath: string | undefined, explicit?: string)
   return ggufs.length === 1 ? join(dir, ggufs[0]!) : undefined;
 }
 
+/** A GPU backend of node-llama-cpp's prebuilt llama.cpp builds. */
+export const LLAMA_GPUS = ['vulkan', 'cuda', 'metal'] as const;
+export type LlamaGpu = (typeof LLAMA_GPUS)[number];
+
 interface LlamaModule {
   getLlama(o: Record<string, unknown>): Promise<{
-    loadModel(o: { modelPath: string }): Promise<{
+    gpu: string | false;
+    getGpuDeviceNames(): Promise<string[]>;
+    loadModel(o: { modelPath: string; gpuLayers?: 'max' | number }): Promise<{
       createContext(o: Record<string, unknown>): Promise<{
         getSequence(): {
           clearHistory(): Promise<void>;
@@ -50,6 +56,8 @@ interface LlamaModule {
         dispose(): Promise<void>;
       }>;
       tokens: { bos: number | null };
+      gpuLayers: number;
+      fileInsights: { totalLayers: number };
       dispose(): Promise<void>;
     }>;
     dispose(): Promise<void>;
@@ -57,10 +65,12 @@ interface LlamaModule {
 }
 
 /**
- * llama.cpp (node-llama-cpp, CPU, `threads` threads) on `gguf`. Returns a message instead of a
- * peer when the package is absent or cannot load the model.
+ * llama.cpp (node-llama-cpp) on `gguf`: on the CPU with `threads` threads, or with every layer
+ * on the GPU through its `gpu` build (Vulkan, CUDA, Metal). Returns a message instead of a peer
+ * when the package is absent, the backend does not load (never a silent fall back to the CPU),
+ * or the model does not load.
  */
-export async function llamaCppPeer(gguf: string, maxTokens: number, threads = 1): Promise<Peer | string> {
+export async function llamaCppPeer(gguf: string, maxTokens: number, threads = 1, gpu?: LlamaGpu): Promise<Peer | string> {
   let mod: LlamaModule;
   try {
     const name = 'node-llama-cpp';
@@ -69,13 +79,30 @@ export async function llamaCppPeer(gguf: string, maxTokens: number, threads = 1)
     return 'llama.cpp peer skipped: node-llama-cpp is not installed (add it with: npm install node-llama-cpp)';
   }
   try {
-    const llama = await mod.getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: 'error' });
-    const model = await llama.loadModel({ modelPath: gguf });
-    const ctx = await model.createContext({ contextSize: Math.max(256, maxTokens + 16), threads, batchSize: 32 });
+    const llama = await mod.getLlama({ gpu: gpu ?? false, build: 'never', progressLogs: false, logLevel: 'error' });
+    if (gpu && llama.gpu !== gpu) {
+      await llama.dispose();
+      return `llama.cpp peer skipped: node-llama-cpp has no working ${gpu} build here (got ${llama.gpu || 'the CPU'})`;
+    }
+    // A backend whose driver offers no device it uses (llama.cpp skips CPU-type Vulkan devices)
+    // falls back to the CPU without a word: the device list and the offloaded layers tell.
+    const devices = gpu ? await llama.getGpuDeviceNames() : [];
+    if (gpu && devices.length === 0) {
+      await llama.dispose();
+      return `llama.cpp peer skipped: its ${gpu} build sees no GPU device here`;
+    }
+    const model = await llama.loadModel(gpu ? { modelPath: gguf, gpuLayers: 'max' } : { modelPath: gguf });
+    if (gpu && model.gpuLayers < model.fileInsights.totalLayers) {
+      await model.dispose();
+      await llama.dispose();
+      return `llama.cpp peer skipped: only ${model.gpuLayers} of ${model.fileInsights.totalLayers} layers on the ${gpu} device`;
+    }
+    const ctx = await model.createContext({ contextSize: Math.max(256, maxTokens + 16), batchSize: 32, ...(gpu ? {} : { threads }) });
     const seq = ctx.getSequence();
     const bos = model.tokens.bos ?? 1;
+    const where = gpu ? `${gpu}, ${devices.join(' + ')}, all layers` : `CPU, ${threads} thread${threads > 1 ? 's' : ''}`;
     return {
-      name: `llama.cpp (node-llama-cpp, CPU, ${threads} thread${threads > 1 ? 's' : ''})`,
+      name: `llama.cpp (node-llama-cpp, ${where})`,
       async run(tokens: number): Promise<void> {
         await seq.clearHistory();
         let n = 0;

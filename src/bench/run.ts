@@ -23,7 +23,7 @@ import { type DeviceParameters, deviceParameters, modeStructure, predictMode } f
 import type { StepOverheads } from '../engine/overheads.ts';
 import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
-import { type Peer, findGguf, llamaCppPeer } from './peers.ts';
+import { type LlamaGpu, type Peer, findGguf, llamaCppPeer } from './peers.ts';
 
 export interface BenchOptions {
   /** Model file; default: the default model (stories260K) resolved by the caller. */
@@ -49,6 +49,8 @@ export interface BenchOptions {
   promptTokens?: number;
   repeat?: number;
   peers?: boolean;
+  /** Also measure llama.cpp with every layer on this GPU backend (node-llama-cpp's build), on the model's GGUF. */
+  llamaGpu?: LlamaGpu;
   gguf?: string;
   predict?: boolean;
   adapter?: string;
@@ -125,6 +127,8 @@ export interface DeviceModelReport {
   fusedMatvecGBps: number;
   /** Stage time of one token, ms: its per-op dispatches' work, inside a running fused dispatch, in a dispatch of its own (cold), its per-layer dispatches' work. */
   stageMsPerToken: { perOp: number; fused: number; cold?: number; perLayer?: number };
+  /** Microseconds per call of each stage (median): one per-op dispatch (launch included), and inside a running fused dispatch. */
+  stageUsPerCall: Record<string, { perOp: number; fused: number }>;
   barrierWorkgroups: number;
   barrierParticipants: number;
   /** Median workgroups that join a fused dispatch with the executor's step poll budget. */
@@ -135,7 +139,7 @@ export interface DeviceModelReport {
 export interface BenchReport {
   device: { vendor: string; architecture: string; description: string };
   adapter: string;
-  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number; padStaging: boolean };
+  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number; padStaging: boolean; workgroupSize: number };
   date: string;
   command?: string;
   tokens: number;
@@ -202,7 +206,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
   const gpu = await session.device();
   const microSteps = o.predict ? 6 : 1;
-  const peerCount = o.peers ? 2 : 0;
+  const peerCount = (o.peers ? 2 : 0) + (o.llamaGpu ? 1 : 0);
   const total = modes.length + microSteps + peerCount + repeat * (modes.length + peerCount);
   let done = 0;
   const tick = (what: string): void => o.progress?.(++done, total, what);
@@ -257,11 +261,15 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       await decode('reference', 1, Math.min(refTokens, 2));
       entries.push({ label: 'kloop reference (CPU, TypeScript)', kind: 'peer', tokens: refTokens, times: [], run: async () => void (await decode('reference', 1, refTokens)) });
       tick('reference');
-      const gguf = synthetic ? undefined : await findGguf(path, o.gguf);
+    }
+    // llama.cpp on the CPU (--peers) and on a GPU backend (--llama-gpu), on the same GGUF.
+    const llamaRuns: (LlamaGpu | undefined)[] = [...(o.peers ? [undefined] : []), ...(o.llamaGpu ? [o.llamaGpu] : [])];
+    const gguf = llamaRuns.length === 0 || synthetic ? undefined : await findGguf(path, o.gguf);
+    for (const backend of llamaRuns) {
       if (!gguf) {
-        note(synthetic ? 'llama.cpp peer skipped: a synthetic model has no GGUF file' : `llama.cpp peer skipped: no .gguf beside ${path} (give one with --gguf PATH)`);
+        note(synthetic ? 'llama.cpp peer skipped: a synthetic model has no GGUF file (write one with kloop convert --shape)' : `llama.cpp peer skipped: no .gguf beside ${path} (give one with --gguf PATH)`);
       } else {
-        const p = await llamaCppPeer(gguf, tokens);
+        const p = await llamaCppPeer(gguf, tokens, 1, backend);
         if (typeof p === 'string') note(p);
         else {
           peers.push(p);
@@ -269,7 +277,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           entries.push({ label: p.name, kind: 'peer', tokens, times: [], run: () => p.run(tokens) });
         }
       }
-      tick('llama.cpp');
+      tick(backend ? `llama.cpp (${backend})` : 'llama.cpp');
     }
 
     // Interleaved repeats; the starting entry rotates so no entry always runs first.
@@ -351,6 +359,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         weightStore: !anyGpu ? 'none' : anyGpu.layout.kernel.texture === true ? 'texture' : 'storage',
         subgroups: anyGpu?.layout.kernel.subgroups ?? 0,
         padStaging: anyGpu?.layout.kernel.padStaging ?? false,
+        workgroupSize: anyGpu?.layout.kernel.wg ?? 0,
       },
       date: new Date().toISOString(),
       command: o.command,
@@ -401,6 +410,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         matvecGBps: p.matvecBytesPerSecond / GB,
         fusedMatvecGBps: p.fusedMatvecBytesPerSecond / GB,
         stageMsPerToken: { perOp: p.kernelSeconds.perOp * 1e3, fused: p.kernelSeconds.fused * 1e3, ...(p.kernelSeconds.cold !== undefined ? { cold: p.kernelSeconds.cold * 1e3 } : {}), ...(p.kernelSeconds.perLayer !== undefined ? { perLayer: p.kernelSeconds.perLayer * 1e3 } : {}) },
+        stageUsPerCall: Object.fromEntries(Object.entries(dm.stageSeconds).map(([id, v]) => [id, { perOp: v.perOp.median * 1e6, fused: v.fused.median * 1e6 }])),
         barrierWorkgroups: dm.barrierGroups,
         barrierParticipants: dm.barrierParticipants.median,
         stepParticipants: dm.stepParticipants.median,

@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import { renderChartHtml, renderChartSvg } from '../bench/chart.ts';
 import { formatReport, jsonReport } from '../bench/format.ts';
 import { DEFAULT_MODES, parseModes } from '../bench/modes.ts';
+import { LLAMA_GPUS, type LlamaGpu } from '../bench/peers.ts';
 import { type BenchOptions, runBench } from '../bench/run.ts';
 import { KloopError } from '../errors.ts';
 import { FORMATS } from '../loader/quant.ts';
@@ -29,12 +30,15 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --repeat R          interleaved repeats; the median is reported (default 5)
   --peers             also measure llama.cpp (node-llama-cpp, CPU, 1 thread) on the model's GGUF,
                       and kloop's CPU reference executor
+  --llama-gpu B       also measure llama.cpp with every layer on the GPU through node-llama-cpp's
+                      B build (${LLAMA_GPUS.join(', ')}), on the model's GGUF
   --gguf PATH         the GGUF for the llama.cpp peer (default: the .gguf beside --model)
   --predict           run the device microbenchmarks and print the device model's prediction
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
-  --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: 256 on
-                      GPUs; on CPU adapters the measured lockstep width, else 16, 8 on
-                      SwiftShader; capped by the adapter's limit)
+  --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: on GPUs
+                      1024 for models of width 1024 or more, else 256; on CPU adapters the
+                      measured lockstep width, else 16, 8 on SwiftShader; capped by the
+                      adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
                       engine's choice per adapter; texture on CPU adapters)
   --subgroups on|off  use subgroup rows where the probe passed (default on): CPU adapters share
@@ -54,7 +58,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
-  gguf: 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', 'llama-gpu': 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -82,6 +86,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v['prompt-tokens'] !== undefined) f.promptTokens = atLeastFlag('--prompt-tokens', v['prompt-tokens'], 1);
   if (v.repeat !== undefined) f.repeat = atLeastFlag('--repeat', v.repeat, 1);
   if (v.gguf !== undefined) f.gguf = v.gguf;
+  if (v['llama-gpu'] !== undefined) {
+    if (!(LLAMA_GPUS as readonly string[]).includes(v['llama-gpu'])) throw new KloopError(`--llama-gpu ${v['llama-gpu']}: must be one of ${LLAMA_GPUS.join(', ')}`);
+    f.llamaGpu = v['llama-gpu'] as LlamaGpu;
+  }
   if (v.adapter !== undefined) f.adapter = v.adapter;
   if (v['workgroup-size'] !== undefined) {
     const wg = atLeastFlag('--workgroup-size', v['workgroup-size'], 1);

@@ -1,13 +1,19 @@
 /** `kloop convert`: write a model kloop loads as a Hugging Face folder (convertToHF) or a GGUF file (convertToGguf). */
 import { KloopError } from '../errors.ts';
 import { convertToHF } from '../loader/index.ts';
-import { GGUF_OUT_TYPES, type GgufOutType, convertToGguf } from '../loader/gguf-write.ts';
-import { parseFlags, pathFlag } from './args.ts';
+import { GGUF_OUT_TYPES, type GgufOutType, convertToGguf, ggufTensorType } from '../loader/gguf-write.ts';
+import { SYNTHETIC_SHAPES, syntheticModel } from '../loader/synthetic.ts';
+import type { LoadedModel } from '../loader/types.ts';
+import { atLeastFlag, parseFlags, pathFlag } from './args.ts';
 import { openModel } from './engine.ts';
 import type { Io } from './io.ts';
 
-export const CONVERT_USAGE = `usage: kloop convert --model PATH --out DIR|FILE.gguf [--type TYPE]
+export const CONVERT_USAGE = `usage: kloop convert --model PATH|--shape NAME --out DIR|FILE.gguf [--type TYPE]
   --model PATH      the model to convert (llama2.c .bin, .gguf, or Hugging Face folder)
+  --shape NAME      a real-shaped SYNTHETIC model instead (random blocks generated in each
+                    tensor's type, a placeholder vocabulary): ${Object.keys(SYNTHETIC_SHAPES).join(', ')};
+                    to benchmark kloop and llama.cpp on the same file of a real shape
+  --seed N          seed of the synthetic weights (default 1234)
   --tokenizer PATH  tokenizer of a llama2.c checkpoint (default: the tok*.bin beside it)
   --out DIR         folder to write config.json, tokenizer.json and model.safetensors to
                     (created if missing)
@@ -16,7 +22,7 @@ export const CONVERT_USAGE = `usage: kloop convert --model PATH --out DIR|FILE.g
                     tensors whose rows do not fit the type fall back as llama.cpp does
 `;
 
-const FLAGS = { model: 'string', tokenizer: 'string', out: 'string', type: 'string' } as const;
+const FLAGS = { model: 'string', shape: 'string', seed: 'string', tokenizer: 'string', out: 'string', type: 'string' } as const;
 
 export async function convertCommand(argv: string[], io: Io): Promise<number> {
   const f = parseFlags('convert', argv, FLAGS);
@@ -24,7 +30,9 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
     io.out(CONVERT_USAGE);
     return 0;
   }
-  if (pathFlag('model', f.model) === undefined) throw new KloopError('--model: required (the model to convert)');
+  if (f.shape !== undefined && f.model !== undefined) throw new KloopError('--model and --shape: give one of them');
+  if (f.shape !== undefined && !(f.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${f.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
+  if (f.shape === undefined && pathFlag('model', f.model) === undefined) throw new KloopError('--model: required (the model to convert, or --shape NAME)');
   const out = pathFlag('out', f.out);
   if (out === undefined) throw new KloopError('--out: required (the folder or .gguf file to write)');
   const gguf = out.toLowerCase().endsWith('.gguf');
@@ -34,9 +42,10 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
     }
     if (!gguf) throw new KloopError('--type: only GGUF output (--out ending in .gguf) takes a weight type');
   }
-  const model = await openModel(f);
+  const type = (f.type ?? 'f32') as GgufOutType;
+  const seed = f.seed === undefined ? 1234 : atLeastFlag('--seed', f.seed, 0);
+  const model = f.shape !== undefined ? syntheticGgufModel(f.shape, seed, type) : await openModel(f);
   if (gguf) {
-    const type = (f.type ?? 'f32') as GgufOutType;
     const r = await convertToGguf(model, out, type);
     const byType = new Map<string, { n: number; worst: number }>();
     for (const t of r.tensors) {
@@ -50,4 +59,14 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   await convertToHF(model, out);
   io.err(`wrote ${out} (config.json, tokenizer.json, model.safetensors) from ${model.source}\n`);
   return 0;
+}
+
+/**
+ * A synthetic model of `shape` whose matrices are generated in the types a GGUF file of `type`
+ * holds (llama.cpp's per-tensor mix, ggufTensorType), so writing it requantizes nothing, with a
+ * placeholder vocabulary.
+ */
+function syntheticGgufModel(shape: string, seed: number, type: GgufOutType): LoadedModel {
+  const nLayers = SYNTHETIC_SHAPES[shape]!.nLayers;
+  return syntheticModel(shape, seed, type, { vocab: true, pick: (role) => ggufTensorType(type, { ...role, nLayers }) });
 }

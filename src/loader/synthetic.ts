@@ -5,6 +5,7 @@
  */
 import { KloopError } from '../errors.ts';
 import { FORMATS, blockFallback } from './quant.ts';
+import { PieceType, type SpmVocab, spmTokenizer } from './tokenizer.ts';
 import type { LayerWeights, LoadedModel, Matrix, ModelConfig, PackedMatrix, Tokenizer, WeightType } from './types.ts';
 
 type Shape = Omit<ModelConfig, 'bosId' | 'eosId' | 'attentionBias'> & { attentionBias?: boolean };
@@ -62,14 +63,22 @@ export function randomMatrix(type: WeightType, rows: number, cols: number, next:
   const words = new Uint32Array(data.buffer, 0, data.length >> 2);
   for (let i = 0; i < words.length; i++) words[i] = (next() * 4294967296) >>> 0;
   for (let i = words.length * 4; i < data.length; i++) data[i] = Math.floor(next() * 256);
+  if (type === 'f16') {
+    // Each half: a random sign and mantissa, an exponent within a factor 2 of `bound` (as
+    // f16Near), taken from the random bits already there: one pass, no call per value.
+    const e0 = Math.min(30, Math.max(2, Math.floor(Math.log2(bound)) + 15));
+    const h = new Uint16Array(data.buffer, 0, data.length >> 1);
+    for (let i = 0; i < h.length; i++) {
+      const w = h[i]!;
+      h[i] = (w & 0x83ff) | ((e0 - ((w >> 10) & 1)) << 10);
+    }
+    return { type, rows, cols, data } satisfies PackedMatrix;
+  }
   const blocks = data.length / f.blockBytes;
   for (let k = 0; k < blocks; k++) {
     const o = k * f.blockBytes;
     const sign = next() < 0.5;
     switch (type) {
-      case 'f16':
-        put16(data, o, f16Near(bound, next, sign));
-        break;
       case 'bf16':
         put16(data, o, new Uint32Array(new Float32Array([(2 * next() - 1) * bound]).buffer)[0]! >>> 16);
         break;
@@ -105,11 +114,51 @@ const noTokenizer = (name: string): Tokenizer => {
   return { encode: fail, decode: fail, decodeStep: fail, vocabSize: 0, toJSON: fail };
 };
 
+/** Where a synthetic matrix sits, for a per-matrix choice of encoding (syntheticModel's `pick`). */
+export interface MatrixRole {
+  /** The GGUF tensor name, e.g. "blk.3.attn_v.weight" or "token_embd.weight". */
+  name: string;
+  cols: number;
+  /** The classifier: the output matrix, or the embeddings when they are tied. */
+  classifier: boolean;
+  layer?: number;
+}
+
+/**
+ * A sentencepiece vocabulary of `n` pieces for a synthetic model: <unk>, <s>, </s>, the 256
+ * byte pieces, then "▁w3", "▁w4", ... (normal pieces with falling scores). It gives the model a
+ * tokenizer that GGUF readers accept; its text means nothing.
+ */
+export function syntheticVocab(n: number): SpmVocab {
+  if (n < 259) throw new KloopError(`synthetic vocabulary: ${n} pieces is fewer than the 259 control and byte pieces`);
+  const pieces = ['<unk>', '<s>', '</s>'];
+  const types = [PieceType.Unknown, PieceType.Control, PieceType.Control];
+  for (let b = 0; b < 256; b++) {
+    pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+    types.push(PieceType.Byte);
+  }
+  for (let i = pieces.length; i < n; i++) {
+    pieces.push(`\u2581w${i}`);
+    types.push(PieceType.Normal);
+  }
+  const scores = new Float32Array(n);
+  for (let i = 259; i < n; i++) scores[i] = -(i - 259);
+  return { pieces, scores, types: Int32Array.from(types), bosId: 1, eosId: 2, unkId: 0 };
+}
+
 /**
  * A model of `shape` (a name from SYNTHETIC_SHAPES, or explicit dimensions) with seeded random
- * weights. The same seed gives bit-identical weights.
+ * weights. The same seed gives bit-identical weights. Matrices are of `type`, or of what `pick`
+ * chooses for each (a GGUF writer's per-tensor mix; their blocks are then generated in that
+ * encoding, never requantized). With `vocab`, the model has a sentencepiece tokenizer of
+ * syntheticVocab (for writing GGUF files other engines read).
  */
-export function syntheticModel(shape: string | Shape, seed = 1234, type: WeightType = 'f32'): LoadedModel {
+export function syntheticModel(
+  shape: string | Shape,
+  seed = 1234,
+  type: WeightType = 'f32',
+  opts: { pick?: (role: MatrixRole) => WeightType; vocab?: boolean } = {},
+): LoadedModel {
   let s: Shape;
   let name: string;
   if (typeof shape === 'string') {
@@ -127,8 +176,11 @@ export function syntheticModel(shape: string | Shape, seed = 1234, type: WeightT
   const next = rng(seed);
   // Packed matrices whose rows do not divide into the type's blocks fall back as llama.cpp's
   // quantizer does (blockFallback).
-  const matrix = (rows: number, cols: number, nx: () => number, gain = 1): Matrix =>
-    type === 'f32' ? f32Matrix(rows, cols, nx, gain) : randomMatrix(blockFallback(type, cols), rows, cols, nx, gain * Math.sqrt(3 / cols));
+  const matrix = (rows: number, cols: number, nx: () => number, gain = 1, role?: MatrixRole): Matrix => {
+    const t = role && opts.pick ? opts.pick(role) : type;
+    return t === 'f32' ? f32Matrix(rows, cols, nx, gain) : randomMatrix(blockFallback(t, cols), rows, cols, nx, gain * Math.sqrt(3 / cols));
+  };
+  const role = (name: string, cols: number, layer?: number): MatrixRole => ({ name, cols, classifier: false, layer });
   const { dim, hiddenDim, nHeads, nKvHeads, headDim } = config;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
@@ -136,14 +188,14 @@ export function syntheticModel(shape: string | Shape, seed = 1234, type: WeightT
   for (let l = 0; l < config.nLayers; l++) {
     const layer: LayerWeights = {
       attnNorm: norm(dim, next),
-      wq: matrix(qDim, dim, next),
-      wk: matrix(kvDim, dim, next),
-      wv: matrix(kvDim, dim, next),
-      wo: matrix(dim, qDim, next, 0.5),
+      wq: matrix(qDim, dim, next, 1, role(`blk.${l}.attn_q.weight`, dim, l)),
+      wk: matrix(kvDim, dim, next, 1, role(`blk.${l}.attn_k.weight`, dim, l)),
+      wv: matrix(kvDim, dim, next, 1, role(`blk.${l}.attn_v.weight`, dim, l)),
+      wo: matrix(dim, qDim, next, 0.5, role(`blk.${l}.attn_output.weight`, qDim, l)),
       ffnNorm: norm(dim, next),
-      w1: matrix(hiddenDim, dim, next),
-      w2: matrix(dim, hiddenDim, next, 0.5),
-      w3: matrix(hiddenDim, dim, next),
+      w1: matrix(hiddenDim, dim, next, 1, role(`blk.${l}.ffn_gate.weight`, dim, l)),
+      w2: matrix(dim, hiddenDim, next, 0.5, role(`blk.${l}.ffn_down.weight`, hiddenDim, l)),
+      w3: matrix(hiddenDim, dim, next, 1, role(`blk.${l}.ffn_up.weight`, dim, l)),
     };
     if (config.attentionBias) {
       layer.bq = f32Matrix(1, qDim, next, 0.1);
@@ -152,14 +204,14 @@ export function syntheticModel(shape: string | Shape, seed = 1234, type: WeightT
     }
     layers.push(layer);
   }
-  const tokEmb = matrix(config.vocabSize, dim, next, Math.sqrt(dim / 3));
-  const wcls = config.tiedEmbeddings ? tokEmb : matrix(config.vocabSize, dim, next);
+  const tokEmb = matrix(config.vocabSize, dim, next, Math.sqrt(dim / 3), { name: 'token_embd.weight', cols: dim, classifier: config.tiedEmbeddings });
+  const wcls = config.tiedEmbeddings ? tokEmb : matrix(config.vocabSize, dim, next, 1, { name: 'output.weight', cols: dim, classifier: true });
   return {
     name,
     source: `synthetic:${typeof shape === 'string' ? shape : name}:seed=${seed}`,
     format: 'synthetic',
     config,
     weights: { tokEmb, layers, finalNorm: norm(dim, next), wcls },
-    tokenizer: noTokenizer(name),
+    tokenizer: opts.vocab ? spmTokenizer(syntheticVocab(config.vocabSize), name) : noTokenizer(name),
   };
 }

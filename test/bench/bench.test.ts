@@ -31,11 +31,15 @@ describe('bench flags', () => {
     [['--model', 'a', '--shape', 'stories15M'], /one of them/],
     [['--chart', 'x.png'], /\.svg or \.html/],
     [['--bogus'], /unknown flag/],
+    [['--llama-gpu', 'opencl'], /--llama-gpu opencl: must be one of vulkan, cuda, metal/],
     [['--repeat'], /missing value/],
     [['--json=1'], /takes no value/],
   ])('rejects %j', (argv, msg) => {
     expect(() => parseBenchFlags(argv as string[])).toThrow(KloopError);
     expect(() => parseBenchFlags(argv as string[])).toThrow(msg);
+  });
+  it('--llama-gpu names a node-llama-cpp GPU build', () => {
+    expect(parseBenchFlags(['--model', 'm.gguf', '--llama-gpu', 'vulkan']).llamaGpu).toBe('vulkan');
   });
   it('labels modes and drops duplicates', () => {
     expect(parseModes('per-op, looped,looped:1,looped:16').map((m) => m.label)).toEqual(['per-op', 'looped', 'looped:16']);
@@ -69,7 +73,7 @@ function fakeReport(): BenchReport {
     workgroups: 2, gridBarriersPerToken: 4, fallbacks: 0,
   });
   return {
-    device: { vendor: 'v', architecture: 'a', description: 'd <&>' }, adapter: 'x', model: { name: 'm', synthetic: true, params: 1e6, source: 's', weightTypes: 'f32 x 1', deviceBytes: 1, weightStore: 'storage', subgroups: 0, padStaging: false },
+    device: { vendor: 'v', architecture: 'a', description: 'd <&>' }, adapter: 'x', model: { name: 'm', synthetic: true, params: 1e6, source: 's', weightTypes: 'f32 x 1', deviceBytes: 1, weightStore: 'storage', subgroups: 0, padStaging: false, workgroupSize: 16 },
     date: '2026-01-01T00:00:00Z', tokens: 8, repeat: 3, copyBandwidthGBps: 2, copyBandwidthSpread: { min: 1, max: 3, runs: 3 },
     results: [res('per-op', 50), res('per-layer', 80), res('looped', 120)], peers: [{ name: 'peer', tokensPerSecond: 300, spread: { min: 1, max: 400, runs: 3 }, tokens: 8 }],
     speedups: { 'looped/per-layer': 1.5 }, loadAverage: { start: 1, end: 1 }, notes: [],
