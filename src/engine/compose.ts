@@ -8,7 +8,7 @@
  */
 import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
 import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
-import { matvecItems, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
+import { matvecItems, matvecLanes, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { withoutBarriers } from '../kernels-wgsl/lockstep.wgsl.ts';
 import { SUBGROUP_ENABLE, SUBGROUP_UNIT_TYPES, subgroupSharing, subgroupUnitDotWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
 import { SYNC_WGSL } from '../kernels-wgsl/sync.wgsl.ts';
@@ -77,7 +77,8 @@ export function stageItems(id: StageId, layout: Layout): number {
   const st = STAGES[id];
   if (st.partition === 'replicated') return 1;
   if (st.partition === 'kvHeads') return k.NKV;
-  return matvecItems(st.rows!(layout.config), lanes, wg);
+  const rows = st.rows!(layout.config);
+  return matvecItems(rows, matvecLanes({ wg, lanes }, rows, st.cols!(layout.config)), wg);
 }
 
 /**
@@ -87,7 +88,7 @@ export function stageItems(id: StageId, layout: Layout): number {
  */
 export function composeModule(layout: Layout, stages: Iterable<StageId>, body: string, sync: boolean, handoff: Handoff): string {
   const fns = layout.batch ? batchedStageFunctions(layout) : stageFunctions(layout, handoff);
-  const code = [layout.kernel.subgroups ? SUBGROUP_ENABLE : '', header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false, layout.kernel.texture === true), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
+  const code = [layout.kernel.subgroups ? SUBGROUP_ENABLE : '', header(layout), commonWgsl(layout.kernel.style ?? 'gpu', handoff, layout.kernel.vec4 ?? false, layout.kernel.texture === true, layout.kernel.subgroups ?? 0), decoders(layout), sync ? SYNC_WGSL : '', ...[...new Set(stages)].map((s) => fns[s]), body].join('\n');
   // Lockstep adapters: no barrier within a workgroup; kernels that sync workgroups keep theirs.
   return layout.kernel.lockstep && !sync ? withoutBarriers(code) : code;
 }

@@ -57,9 +57,27 @@ export async function subgroupRowsAt(gpu: AcquiredDevice, wg: number): Promise<n
   return s;
 }
 
-/** The workgroup size of this adapter's kernels: `want`, else 256 on GPUs and cpuWorkgroupSize on CPU adapters, within the device's limit. */
-export function kernelWg(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}): number {
-  return Math.min(want.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : 256), gpu.device.limits.maxComputeInvocationsPerWorkgroup);
+/**
+ * Workgroup size of the kernels on GPUs for models of width `dim` at least GPU_WIDE_DIM, within
+ * the device's limit; 256 for narrower ones. The fused kernels run about one workgroup per
+ * multiprocessor (occupancy discovery found 132 on an H200 at 256 and at 1024 invocations: the
+ * whole-model kernel's registers allow no more), so the workgroup size is the number of warps
+ * that hide memory latency. Measured on the H200 (bench/RESULTS.md): Llama-3.2-1B (dim 2048)
+ * q4_0 looped:16 591 tokens/s at 1024 against 378 at 256 (f32 413 against 187); stories260K
+ * (dim 64), whose rows leave most of a large workgroup idle, looped:16 6815 at 1024 against
+ * 10305 at 256.
+ */
+export const GPU_WORKGROUP_SIZE = 1024;
+export const GPU_WIDE_DIM = 1024;
+
+/**
+ * The workgroup size of this adapter's kernels for a model of width `dim`: `want`, else on GPUs
+ * GPU_WORKGROUP_SIZE (dim >= GPU_WIDE_DIM) or 256, on CPU adapters cpuWorkgroupSize; within the
+ * device's limit.
+ */
+export function kernelWg(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}, dim = 0): number {
+  const gpuWg = dim >= GPU_WIDE_DIM ? GPU_WORKGROUP_SIZE : 256;
+  return Math.min(want.wg ?? (gpu.cpu ? cpuWorkgroupSize(gpu) : gpuWg), gpu.device.limits.maxComputeInvocationsPerWorkgroup);
 }
 
 /**
@@ -77,12 +95,12 @@ export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWid
 /**
  * The kernel options for this adapter: `want`'s fields, the adapter's defaults for the rest (CPU
  * adapters: the 'cpu' style, one invocation per row, the lockstep form where the adapter runs
- * the workgroup as one row; GPUs: 256 invocations, 32 per row). Asking for lockstep where the
+ * the workgroup as one row; GPUs: kernelWg's size for a model of width `dim`, 32 invocations per row). Asking for lockstep where the
  * probe did not find it is an OptionError.
  */
-export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}): KernelOptions {
+export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}, dim = 0): KernelOptions {
   const kernel: KernelOptions = {
-    wg: kernelWg(gpu, want),
+    wg: kernelWg(gpu, want, dim),
     lanes: want.lanes ?? (gpu.cpu ? 1 : 32),
     tile: want.tile,
     style: want.style ?? (gpu.cpu ? 'cpu' : 'gpu'),

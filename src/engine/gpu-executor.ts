@@ -105,7 +105,7 @@ export class GpuExecutor implements Executor {
     const device = (this.device = gpu.device);
     const cfg = model.config;
     const limits = device.limits;
-    const kernel = adapterKernel(gpu, opts.kernel);
+    const kernel = adapterKernel(gpu, opts.kernel, model.config.dim);
     const context = opts.context ?? Math.min(cfg.seqLen, 2048);
     if (!Number.isInteger(context) || context < 1 || context > cfg.seqLen) {
       throw new OptionError('context', `must be an integer in [1, ${cfg.seqLen}] for ${model.name} (got ${context})`);
@@ -182,7 +182,7 @@ export class GpuExecutor implements Executor {
   }
 
   static async create(model: LoadedModel, gpu: AcquiredDevice, opts: GpuOptions): Promise<GpuExecutor> {
-    await subgroupRowsAt(gpu, kernelWg(gpu, opts.kernel)); // the probe at this workgroup size, for adapterKernel
+    await subgroupRowsAt(gpu, kernelWg(gpu, opts.kernel, model.config.dim)); // the probe at this workgroup size, for adapterKernel
     const ex = new GpuExecutor(model, gpu, opts);
     await ex.build();
     return ex;

@@ -5,13 +5,13 @@
  * work items), and its WGSL, instantiated from one role body of src/kernels-wgsl for a layout,
  * in the decode form and the batched (T tokens per weight read) form.
  */
-import { ATTENTION_PARALLEL_WGSL, attentionSerialWgsl } from '../kernels-wgsl/attention.wgsl.ts';
+import { attentionParallelWgsl, attentionSerialWgsl } from '../kernels-wgsl/attention.wgsl.ts';
 import { attentionBatchedWgsl, ROPE_APPEND_BATCHED_WGSL, attentionBatchedSubgroupWgsl, embedBatchedWgsl, rmsnormBatchedWgsl } from '../kernels-wgsl/batched.wgsl.ts';
 import { subgroupSharing } from '../kernels-wgsl/subgroup.wgsl.ts';
 import type { Handoff } from '../kernels-wgsl/common.wgsl.ts';
 import { embedWgsl } from '../kernels-wgsl/embed.wgsl.ts';
 import { matmulWgsl } from '../kernels-wgsl/matmul.wgsl.ts';
-import { type MatOperand, type MatSegment, matvecWgsl } from '../kernels-wgsl/matvec.wgsl.ts';
+import { type MatOperand, type MatSegment, matvecLanes, matvecWgsl } from '../kernels-wgsl/matvec.wgsl.ts';
 import { rmsnormWgsl } from '../kernels-wgsl/rmsnorm.wgsl.ts';
 import { ROPE_APPEND_WGSL } from '../kernels-wgsl/rope_append.wgsl.ts';
 import { sampleWgsl } from '../kernels-wgsl/sample.wgsl.ts';
@@ -41,6 +41,8 @@ export interface StageContext {
   mv: { lanes: number; wg: number; tile: number; vec4: boolean; pad: boolean; direct: boolean; sg: number };
   /** Matmul parameters shared by every batched matvec. */
   mm: { lanes: number; wg: number; tileCols: number; vec4: boolean; sg: number; chunk: number; pad: boolean };
+  /** The decode matvec parameters of a rows x cols matvec (mv with its lanes per row, matvecLanes). */
+  mvAt(rows: number, cols: number): StageContext['mv'];
   /** The q/k/v bias term of the qkv epilogue ('' without biases). */
   bias: string;
   op(name: SlotName): MatOperand;
@@ -58,6 +60,9 @@ export function stageContext(layout: Layout, handoff: Handoff): StageContext {
       sg: layout.kernel.subgroups ?? 0,
     },
     mm: { lanes, wg, tileCols: layout.batch?.tileCols ?? 0, vec4: layout.kernel.vec4 ?? false, sg: layout.kernel.subgroups ?? 0, chunk: layout.batch?.chunk ?? 1, pad: layout.kernel.padStaging === true },
+    mvAt(rows, cols) {
+      return { ...this.mv, lanes: matvecLanes(layout.kernel, rows, cols) };
+    },
     bias: c.attentionBias ? ' + w_attn_at(layer * ATTN_STRIDE + BQKV_OFF + r)' : '',
     op: (name) => ({ buf: WBUF[layout.slots[name].buf], segs: [segment(layout, name, 0)] }),
     seg: (name, r0) => segment(layout, name, r0),
@@ -107,6 +112,8 @@ export interface StageSpec {
   perLayer: boolean;
   /** Output rows of a 'rows' stage: its work items are row tiles of these (stageItems). */
   rows?: (c: ModelConfig) => number;
+  /** Columns of a 'rows' stage's matrix (its lanes per row follow rows and columns: matvecLanes). */
+  cols?: (c: ModelConfig) => number;
   /** One line of what it computes (shapes from the config). */
   describe(c: ModelConfig): string;
   /** Its WGSL function for a layout (one role body of src/kernels-wgsl, instantiated). */
@@ -135,12 +142,13 @@ export const STAGES: Record<StageId, StageSpec> = {
   },
   qkv: {
     id: 'qkv', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => (c.nHeads + 2 * c.nKvHeads) * c.headDim,
+    cols: (c) => c.dim,
     reads: [all('xn')], writes: ['q', 'k', 'v'],
     describe: (c) =>
       `q|k|v(${(c.nHeads + 2 * c.nKvHeads) * c.headDim}) = wqkv[n](${(c.nHeads + 2 * c.nKvHeads) * c.headDim}x${c.dim}) · xn` +
       (c.attentionBias ? ' + bqkv[n]' : ''),
     wgsl: (x) => matvecWgsl({
-        ...x.mv, name: 'qkv', rows: x.k.QD + 2 * x.k.KVD, cols: x.c.dim, input: 'A_XN',
+        ...x.mvAt(x.k.QD + 2 * x.k.KVD, x.c.dim), name: 'qkv', rows: x.k.QD + 2 * x.k.KVD, cols: x.c.dim, input: 'A_XN',
         a: { buf: 'w_attn', segs: [x.seg('wq', 0), x.seg('wk', x.k.QD), x.seg('wv', x.k.QD + x.k.KVD)] },
         epilogue: `st(A_Q + r, a0${x.bias});`,
       }),
@@ -161,16 +169,17 @@ export const STAGES: Record<StageId, StageSpec> = {
     id: 'attention', role: 'attention', partition: 'kvHeads', perLayer: true,
     reads: [own('q'), own('kv')], writes: ['att'],
     describe: (c) => `att(${c.nHeads * c.headDim}) = softmax(q·K[n]ᵀ/√${c.headDim})·V[n], ${c.nHeads}/${c.nKvHeads} heads`,
-    wgsl: (x) => x.layout.kernel.style === 'cpu' ? attentionSerialWgsl(x.c.headDim) : ATTENTION_PARALLEL_WGSL,
+    wgsl: (x) => x.layout.kernel.style === 'cpu' ? attentionSerialWgsl(x.c.headDim) : attentionParallelWgsl({ WG: x.k.WG, SEQ: x.k.SEQ, GROUP: x.k.GROUP, HD: x.k.HD }),
     // The subgroup form is the CPU adapters' (one invocation per row); GPUs keep the parallel form.
     batched: (x) => (subgroupSharing(x.mm) ? attentionBatchedSubgroupWgsl(x.c.headDim, x.mm.sg) : attentionBatchedWgsl(x.c.headDim, x.layout.kernel.style === 'cpu')),
   },
   wo_residual: {
     id: 'wo_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,
+    cols: (c) => c.nHeads * c.headDim,
     reads: [all('att'), own('x')], writes: ['h'],
     describe: (c) => `h(${c.dim}) = x + wo[n](${c.dim}x${c.nHeads * c.headDim}) · att`,
     wgsl: (x) => matvecWgsl({
-        ...x.mv, name: 'wo_residual', rows: x.c.dim, cols: x.k.QD, input: 'A_ATT', a: x.op('wo'),
+        ...x.mvAt(x.c.dim, x.k.QD), name: 'wo_residual', rows: x.c.dim, cols: x.k.QD, input: 'A_ATT', a: x.op('wo'),
         epilogue: 'st(A_H + r, ld(A_X + r) + a0);',
       }),
     batched: (x) => matmulWgsl({
@@ -187,10 +196,11 @@ export const STAGES: Record<StageId, StageSpec> = {
   },
   gate_up: {
     id: 'gate_up', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.hiddenDim,
+    cols: (c) => c.dim,
     reads: [all('xn')], writes: ['g'],
     describe: (c) => `g(${c.hiddenDim}) = silu(w1[n] · xn) * (w3[n] · xn)`,
     wgsl: (x) => matvecWgsl({
-        ...x.mv, name: 'gate_up', rows: x.c.hiddenDim, cols: x.c.dim, input: 'A_XN', a: x.op('w1'), b: x.op('w3'),
+        ...x.mvAt(x.c.hiddenDim, x.c.dim), name: 'gate_up', rows: x.c.hiddenDim, cols: x.c.dim, input: 'A_XN', a: x.op('w1'), b: x.op('w3'),
         epilogue: 'st(A_G + r, a0 / (1.0 + exp(-a0)) * a1);',
       }),
     batched: (x) => matmulWgsl({
@@ -200,10 +210,11 @@ export const STAGES: Record<StageId, StageSpec> = {
   },
   down_residual: {
     id: 'down_residual', role: 'matvec', partition: 'rows', perLayer: true, rows: (c) => c.dim,
+    cols: (c) => c.hiddenDim,
     reads: [all('g'), own('h')], writes: ['x'],
     describe: (c) => `x(${c.dim}) = h + w2[n](${c.dim}x${c.hiddenDim}) · g`,
     wgsl: (x) => matvecWgsl({
-        ...x.mv, name: 'down_residual', rows: x.c.dim, cols: x.c.hiddenDim, input: 'A_G', a: x.op('w2'),
+        ...x.mvAt(x.c.dim, x.c.hiddenDim), name: 'down_residual', rows: x.c.dim, cols: x.c.hiddenDim, input: 'A_G', a: x.op('w2'),
         epilogue: 'st(A_X + r, ld(A_H + r) + a0);',
       }),
     batched: (x) => matmulWgsl({
@@ -220,10 +231,11 @@ export const STAGES: Record<StageId, StageSpec> = {
   },
   classifier: {
     id: 'classifier', role: 'matvec', partition: 'rows', perLayer: false, rows: (c) => c.vocabSize,
+    cols: (c) => c.dim,
     reads: [all('xn')], writes: ['logits'],
     describe: (c) => `logits(${c.vocabSize}) = wcls(${c.vocabSize}x${c.dim}) · xn`,
     wgsl: (x) => matvecWgsl({
-        ...x.mv, name: 'classifier', rows: x.c.vocabSize, cols: x.c.dim, input: 'A_XN', a: x.op('cls'),
+        ...x.mvAt(x.c.vocabSize, x.c.dim), name: 'classifier', rows: x.c.vocabSize, cols: x.c.dim, input: 'A_XN', a: x.op('cls'),
         epilogue: 'st(A_LOGITS + r, a0);',
       }),
     batched: (x) => matmulWgsl({

@@ -64,7 +64,7 @@ const ACT_PLAIN = `
 @group(0) @binding(${BINDING.act}) var<storage, read_write> act: array<f32>;
 fn ld(i: u32) -> f32 { return act[i]; }
 fn st(i: u32, v: f32) { act[i] = v; }`;
-export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false, texture = false): string => /* wgsl */ `
+export const commonWgsl = (style: 'cpu' | 'gpu', handoff: Handoff = 'atomic', vec4 = false, texture = false, sg = 0): string => /* wgsl */ `
 ${stepStruct()}
 struct Dispatch {
   layer: u32,        // which w[n] / kv[n] a per-layer or per-op call addresses
@@ -85,17 +85,36 @@ var<workgroup> scores: array<f32, SEQ>;  // attention scores of one head
 var<workgroup> qs: array<f32, HD>;       // one query head
 
 
-${reductions(style)}
+${reductions(style, sg)}
 `;
 
 /**
- * Workgroup reductions. 'gpu': a tree (log2(WG) barriers, every invocation busy). 'cpu': each
- * invocation writes its partial and then sums all WG partials itself (two barriers): CPU
- * adapters run invocations as SIMD lanes of one thread, where a barrier costs microseconds.
+ * Workgroup reductions. 'gpu': a tree (log2(WG) barriers, every invocation busy), or with
+ * subgroups of a fixed width `sg` (the GPU form's lane sums, device.ts) one subgroup operation,
+ * the WG / sg partials summed by one invocation, three barriers (1024-invocation workgroups: ten
+ * tree levels otherwise). 'cpu': each invocation writes its partial and then sums all WG
+ * partials itself (two barriers): CPU adapters run invocations as SIMD lanes of one thread,
+ * where a barrier costs microseconds.
  */
-function reductions(style: 'cpu' | 'gpu'): string {
+function reductions(style: 'cpu' | 'gpu', sg = 0): string {
+  const subgroup = style === 'gpu' && sg > 1;
+  const sgOp: Record<string, string> = { wg_sum: 'subgroupAdd', wg_max: 'subgroupMax', wg_sum_u: 'subgroupAdd' };
   const op = (name: string, t: string, arr: string, combine: (a: string, b: string) => string) =>
-    style === 'gpu'
+    subgroup
+      ? `
+fn ${name}(v: ${t}, lid: u32) -> ${t} {
+  let s = ${sgOp[name]}(v);
+  workgroupBarrier();
+  if (lid % ${sg}u == 0u) { ${arr}[lid / ${sg}u] = s; }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var r = ${arr}[0];
+    for (var k = 1u; k < WG / ${sg}u; k++) { r = ${combine('r', `${arr}[k]`)}; }
+    ${arr}[0] = r;
+  }
+  return workgroupUniformLoad(&${arr}[0]);
+}`
+      : style === 'gpu'
       ? `
 fn ${name}(v: ${t}, lid: u32) -> ${t} {
   workgroupBarrier();

@@ -312,6 +312,26 @@ fn s_${p.name}(t: u32, n: u32, lid: u32, layer: u32, j: u32) {
 `;
 }
 
+/**
+ * Work items a GPU-form matvec aims for (about one per multiprocessor of a large GPU: the fused
+ * kernels run about one workgroup per multiprocessor, 132 on an H200).
+ */
+export const MATVEC_ITEMS = 128;
+
+/**
+ * Lanes per row of a rows x cols matvec: the kernel's, doubled while the matvec would have fewer
+ * than MATVEC_ITEMS work items and every lane keeps at least one 32-value unit of its row. With
+ * 1024-invocation workgroups and 32 lanes, a 2048-row matvec (Llama-3.2-1B's wo and down) made 64
+ * work items and left half of an H200's multiprocessors idle. One invocation per row (the CPU
+ * form) stays one.
+ */
+export function matvecLanes(kernel: { wg: number; lanes: number }, rows: number, cols: number): number {
+  let lanes = kernel.lanes;
+  if (lanes <= 1) return lanes;
+  while (lanes < kernel.wg && Math.ceil((rows * lanes) / kernel.wg) < MATVEC_ITEMS && 2 * lanes * 32 <= cols) lanes *= 2;
+  return lanes;
+}
+
 /** Work items of a matvec (for per-op dispatch sizes). */
 export function matvecItems(rows: number, lanes: number, wg: number): number {
   return Math.ceil(rows / (wg / lanes));

@@ -4,7 +4,8 @@
  *   dispatch      many tiny dependent dispatches in ONE compute pass -> seconds per dispatch
  *   round trip    write the step uniform, clear, copy the control words back, submit, mapAsync:
  *                 what the executor pays per submit, with no dispatch in it -> seconds
- *   copy          a vec4 copy kernel over a 64 MiB buffer -> bytes read + written per second
+ *   copy          a vec4 copy kernel over a 64 MiB buffer (repeated in one submit to outlast ten
+ *                 round trips) -> bytes read + written per second
  *   matvec        the engine's own gate_up stage (matvec role) streaming a model's stacked FFN
  *                 weights, all layers, in one dispatch -> weight bytes per second
  *   stages        each of the engine's stage bodies (compose.ts stageFunctions: norms, matvecs,
@@ -22,7 +23,7 @@
  * completion, like the executor's.
  */
 import { BINDING, type Handoff } from '../../kernels-wgsl/common.wgsl.ts';
-import { matvecItems } from '../../kernels-wgsl/matvec.wgsl.ts';
+import { matvecItems, matvecLanes } from '../../kernels-wgsl/matvec.wgsl.ts';
 import { compileWgsl as compileModule, computePipeline } from '../../engine/compile.ts';
 import { createWeightStore } from '../../engine/weight-store.ts';
 import { cpuPerOpGroups } from '../../engine/device.ts';
@@ -193,19 +194,23 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       entries: [{ binding: 0, resource: { buffer: src } }, { binding: 1, resource: { buffer: dst } }],
     });
     const copyGroups = Math.min(device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(bytes / 16 / 64 / 4));
-    const copyOnce = () =>
+    const copies = (reps: number) =>
       timed(device, staging, small, (enc) => {
         const pass = enc.beginComputePass();
         pass.setPipeline(copyPipe);
         pass.setBindGroup(0, copyBg);
-        pass.dispatchWorkgroups(copyGroups);
+        for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(copyGroups);
         pass.end();
       });
-    await copyOnce();
+    // Enough copies in one submit to take ten round trips: on an H200 one 64 MiB copy (about
+    // 45 us) is shorter than a submit's round trip (about 60 us) and its noise.
+    const once = await copies(1);
+    const reps = Math.min(64, Math.max(1, Math.ceil((10 * roundTrip.median) / Math.max(once - roundTrip.median, roundTrip.median / 10))));
+    await copies(reps);
     const cp: number[] = [];
     for (let i = 0; i < Math.max(3, Math.ceil(R / 2)); i++) {
-      const s = await copyOnce();
-      cp.push((2 * bytes) / Math.max(1e-9, s - roundTrip.median));
+      const s = await copies(reps);
+      cp.push((2 * bytes * reps) / Math.max(1e-9, s - roundTrip.median));
     }
     const copy = measured(cp);
     step('copy bandwidth');
@@ -290,7 +295,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const store = createWeightStore(device, layout, 'microbenchmark', 'this adapter');
     created.push(store);
     const act = buf(Math.ceil((layout.sizes.act * 4) / 16) * 16);
-    const items = Math.min(matvecItems(k2.HIDDEN, layout.kernel.lanes, layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
+    const items = Math.min(matvecItems(k2.HIDDEN, matvecLanes(layout.kernel, k2.HIDDEN, k2.DIM), layout.kernel.wg), device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
     const fusedWidth = Math.max(1, Math.min(items, Math.round(median(stepCounts))));
     const fusedHandoff: Handoff = fusedWidth === 1 ? 'plain' : 'atomic';
     const mvPipes = new Map<Handoff, { pipe: GPUComputePipeline; bg: GPUBindGroup }>();
