@@ -1,8 +1,5 @@
-/**
- * Stage `attention`: scores = q·K[0..pos]/sqrt(HD), softmax, att = scores·V. The heads-in-turn
- * part of the parallel form keeps the scores in workgroup memory; its output lanes are DW head
- * dimensions x PG position groups, reduced through `red`.
- */
+// Stage `attention`: scores = q·K[0..pos]/sqrt(HD), softmax, att = scores·V.
+
 /**
  * Lanes per query head of the concurrent form: the largest power of two with GROUP of them in a
  * workgroup, at least a head's width; 0 where the form does not apply (the scores of all GROUP
@@ -21,8 +18,9 @@ export function attentionGroupLanes(k: { WG: number; SEQ: number; GROUP: number;
  * at once, AGS lanes each, one position a lane (its score in a register), the max and the sum
  * reduced within each head's lanes, then the weighted sum of V by (dimension, position group)
  * lanes. Longer contexts take the GROUP heads in turn: scores in workgroup memory, workgroup
- * reductions. On an H200 (Llama-3.2-1B, 1024 invocations, 32 positions) the heads in turn took
- * 19.5 us a call, most of it four rounds of barrier trees.
+ * reductions, output lanes of DW head dimensions x PG position groups reduced through `red`.
+ * On an H200 (Llama-3.2-1B, 1024 invocations, 32 positions) the heads in turn took 19.5 us a
+ * call, most of it four rounds of barrier trees.
  */
 export function attentionParallelWgsl(k: { WG: number; SEQ: number; GROUP: number; HD: number }): string {
   const ags = attentionGroupLanes(k);
