@@ -126,7 +126,7 @@ export interface MatrixRole {
 
 /**
  * A sentencepiece vocabulary of `n` pieces for a synthetic model: <unk>, <s>, </s>, the 256
- * byte pieces, then "▁w3", "▁w4", ... (normal pieces with falling scores). It gives the model a
+ * byte pieces, then normal pieces "▁w259", "▁w260", ... (piece i is "▁w" and i; falling scores). It gives the model a
  * tokenizer that GGUF readers accept; its text means nothing.
  */
 export function syntheticVocab(n: number): SpmVocab {
