@@ -126,8 +126,8 @@ export interface MatrixRole {
 
 /**
  * A sentencepiece vocabulary of `n` pieces for a synthetic model: <unk>, <s>, </s>, the 256
- * byte pieces, then normal pieces "▁w259", "▁w260", ... (piece i is "▁w" and i; falling scores). It gives the model a
- * tokenizer that GGUF readers accept; its text means nothing.
+ * byte pieces, then normal pieces "▁w259", "▁w260", ... (piece i is "▁w" and i; falling
+ * scores). It gives the model a tokenizer that GGUF readers accept; its text means nothing.
  */
 export function syntheticVocab(n: number): SpmVocab {
   if (n < 259) throw new KloopError(`synthetic vocabulary: ${n} pieces is fewer than the 259 control and byte pieces`);
