@@ -14,6 +14,7 @@ import { syntheticModel } from '../../src/loader/synthetic.ts';
 import { modelsDir } from '../helpers/paths.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
+import { attentionGroupLanes } from '../../src/kernels-wgsl/attention.wgsl.ts';
 
 const base = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: true };
 const SHAPES = {
@@ -50,6 +51,22 @@ describe('GPU-form kernels (lane sums, tree reductions, parallel attention) on t
     ['per-layer', { padStaging: false }],
   ] as const)('%s, %j', async (mode, o) => {
     await compare(syntheticModel(SHAPES.gqa, 13), mode, { kernel: { style: 'gpu', wg: 64, lanes: 8, ...o } }, 8);
+  }, 300_000);
+  it('attention across its two GPU forms: query heads at once up to 16 positions (64 invocations, 4 heads a KV head), in turn beyond', async () => {
+    expect(attentionGroupLanes({ WG: 64, SEQ: 64, GROUP: 4, HD: 8 })).toBe(16);
+    expect(attentionGroupLanes({ WG: 128, SEQ: 64, GROUP: 4, HD: 8 })).toBe(0); // the scores would not fit
+    await compare(syntheticModel(SHAPES.gqa, 19), 'looped', { kernel: { style: 'gpu', wg: 64, lanes: 8 } }, 24);
+  }, 300_000);
+  it('greedy and seeded sampling in the GPU form (four-wide argmax, subgroup reductions) give the host sampler\'s tokens', async () => {
+    const model = await loadModel(path.join(modelsDir, 'stories260K', 'stories260K.bin'));
+    const ref = await createExecutor(model, 'reference', testDevice);
+    const gpu = await createExecutor(model, 'per-op', testDevice, { kernel: { style: 'gpu', wg: 64, lanes: 8 }, poison: true });
+    all.push(gpu);
+    expect(await gpu.decode([1], 0, 40, GREEDY)).toEqual(await ref.decode([1], 0, 40, GREEDY));
+    const sampling = { temperature: 0.9, topK: 40, topP: 0.9, seed: 99 };
+    const drawn = await gpu.decode([1, 5, 9], 0, 32, sampling);
+    expect(new Set(drawn).size).toBeGreaterThan(5);
+    expect(drawn).toEqual(await ref.decode([1, 5, 9], 0, 32, sampling));
   }, 300_000);
   it('per-op with vec4 weights over several input tiles', async () => {
     await compare(syntheticModel(SHAPES.bias_untied, 17), 'per-op', { kernel: { style: 'gpu', wg: 32, lanes: 32, tile: 64, vec4: true } }, 8);
