@@ -15,6 +15,7 @@ import { modelsDir } from '../helpers/paths.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 import { attentionGroupLanes } from '../../src/kernels-wgsl/attention.wgsl.ts';
+import { matvecLanes } from '../../src/kernels-wgsl/matvec.wgsl.ts';
 
 const base = { normEps: 1e-5, ropeTheta: 10000, seqLen: 64, tiedEmbeddings: true };
 const SHAPES = {
@@ -67,6 +68,11 @@ describe('GPU-form kernels (lane sums, tree reductions, parallel attention) on t
     const drawn = await gpu.decode([1, 5, 9], 0, 32, sampling);
     expect(new Set(drawn).size).toBeGreaterThan(5);
     expect(drawn).toEqual(await ref.decode([1, 5, 9], 0, 32, sampling));
+  }, 300_000);
+  it('matvecs widened past the kernel\'s lanes (4 -> 8 and 16 lanes a row, over a subgroup of 8) where rows are few', async () => {
+    const shape = { ...base, dim: 256, hiddenDim: 512, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 300 };
+    expect([matvecLanes({ wg: 64, lanes: 4 }, 256, 256), matvecLanes({ wg: 64, lanes: 4 }, 256, 512)]).toEqual([8, 16]);
+    for (const mode of ['per-op', 'looped'] as const) await compare(syntheticModel(shape, 23, 'q4_0'), mode, { kernel: { style: 'gpu', wg: 64, lanes: 4 } }, 6);
   }, 300_000);
   it('per-op with vec4 weights over several input tiles', async () => {
     await compare(syntheticModel(SHAPES.bias_untied, 17), 'per-op', { kernel: { style: 'gpu', wg: 32, lanes: 32, tile: 64, vec4: true } }, 8);
