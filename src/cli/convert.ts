@@ -11,8 +11,9 @@ import type { Io } from './io.ts';
 export const CONVERT_USAGE = `usage: kloop convert --model PATH|--shape NAME --out DIR|FILE.gguf [--type TYPE]
   --model PATH      the model to convert (llama2.c .bin, .gguf, or Hugging Face folder)
   --shape NAME      a real-shaped SYNTHETIC model instead (random blocks generated in each
-                    tensor's type, a placeholder vocabulary): ${Object.keys(SYNTHETIC_SHAPES).join(', ')};
-                    to benchmark kloop and llama.cpp on the same file of a real shape
+                    tensor's type, a placeholder vocabulary), to benchmark kloop and llama.cpp
+                    on the same file of a real shape; one of
+                    ${Object.keys(SYNTHETIC_SHAPES).join(', ')}
   --seed N          seed of the synthetic weights (default 1234)
   --tokenizer PATH  tokenizer of a llama2.c checkpoint (default: the tok*.bin beside it)
   --out DIR         folder to write config.json, tokenizer.json and model.safetensors to
