@@ -7,14 +7,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReferenceExecutor } from '../../src/engine/reference.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { GGUF_OUT_TYPES, convertToGguf, ggufTensorType } from '../../src/loader/gguf-write.ts';
 import { dequantize, matrixType, typeSummary } from '../../src/loader/quant.ts';
 import type { LoadedModel, Matrix } from '../../src/loader/types.ts';
 import { KloopError } from '../../src/errors.ts';
 import { convertCommand } from '../../src/cli/convert.ts';
-import { argmaxOf } from '../helpers/gpu.ts';
+import { llamaCppOrSkip, llamaGreedy, referenceGreedy } from '../helpers/llama.ts';
 import { modelsDir } from '../helpers/paths.ts';
 
 const binPath = path.join(modelsDir, 'stories260K', 'stories260K.bin');
@@ -137,43 +136,21 @@ describe('round trip: convert -> load', () => {
 
 describe('llama.cpp reads kloop convert --type q8_0', () => {
   it('the same greedy tokens in llama.cpp and in the reference executor: stories260K q8_0 (40), a q4_k file of real K-quant blocks (16)', async (ctx) => {
-    let nlc: typeof import('node-llama-cpp');
-    try {
-      nlc = await import('node-llama-cpp');
-    } catch (e) {
-      console.log(`SKIPPED: node-llama-cpp cannot be imported (${(e as Error).message.split('\n')[0]})`);
-      ctx.skip();
-      return;
-    }
+    const nlc = await llamaCppOrSkip(ctx);
+    if (!nlc) return;
     const out = path.join(tmp, 'stories260K-q8_0-llama.gguf');
     await convertToGguf(bin, out, 'q8_0');
     const steps = 40;
     const ours = await loadModel(out);
     const prompt = ours.tokenizer.encode('Once upon a time');
-    const ex = new ReferenceExecutor(ours);
-    const kloop: number[] = [];
-    let logits: Float32Array = new Float32Array(0);
-    for (let p = 0; p < prompt.length; p++) logits = ex.forward(prompt[p]!, p);
-    for (let i = 0; i < steps; i++) {
-      const t = argmaxOf(logits);
-      kloop.push(t);
-      logits = ex.forward(t, prompt.length + i);
-    }
+    const kloop = referenceGreedy(ours, prompt, steps);
 
     const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
     const model = await llama.loadModel({ modelPath: out });
     try {
       // llama.cpp tokenizes the prompt as kloop does (the vocabulary was written right).
       expect([ours.config.bosId, ...model.tokenize('Once upon a time')]).toEqual(prompt);
-      // One thread: llama.cpp's spinning worker threads crawl on a busy machine with few cores.
-      const context = await model.createContext({ contextSize: 128, threads: 1 });
-      const seq = context.getSequence();
-      const theirs: number[] = [];
-      for await (const t of seq.evaluate(prompt as never, { temperature: 0 })) {
-        theirs.push(t as number);
-        if (theirs.length >= steps) break;
-      }
-      await context.dispose();
+      const theirs = await llamaGreedy(model, prompt, steps, 128);
       console.log(`llama.cpp: ${theirs.join(' ')}\nkloop:     ${kloop.join(' ')}\ntext: ${JSON.stringify(model.detokenize(theirs as never))}`);
       expect(theirs).toEqual(kloop);
 
@@ -188,22 +165,9 @@ describe('llama.cpp reads kloop convert --type q8_0', () => {
       const report = await convertToGguf(src, syn, 'q4_k');
       expect([...new Set(report.tensors.map((t) => t.type))].sort()).toEqual(['q4_k', 'q6_k']);
       console.log(`synthetic q4_k: ${report.tensors.map((t) => `${t.name} ${t.type} ${t.rel.toExponential(1)}`).join(', ')}`);
-      const mine = await loadModel(syn);
-      const ex2 = new ReferenceExecutor(mine);
-      const ours2: number[] = [];
-      for (let p = 0; p < prompt.length; p++) logits = ex2.forward(prompt[p]!, p);
-      for (let i = 0; i < 16; i++) {
-        ours2.push(argmaxOf(logits));
-        logits = ex2.forward(ours2[i]!, prompt.length + i);
-      }
+      const ours2 = referenceGreedy(await loadModel(syn), prompt, 16);
       const model2 = await llama.loadModel({ modelPath: syn });
-      const context2 = await model2.createContext({ contextSize: 64, threads: 1 });
-      const theirs2: number[] = [];
-      for await (const t of context2.getSequence().evaluate(prompt as never, { temperature: 0 })) {
-        theirs2.push(t as number);
-        if (theirs2.length >= 16) break;
-      }
-      await context2.dispose();
+      const theirs2 = await llamaGreedy(model2, prompt, 16, 64);
       await model2.dispose();
       console.log(`synthetic q4_k, llama.cpp: ${theirs2.join(' ')}\nsynthetic q4_k, kloop:     ${ours2.join(' ')}`);
       expect(theirs2).toEqual(ours2);
