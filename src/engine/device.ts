@@ -95,8 +95,8 @@ export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWid
 /**
  * The kernel options for this adapter: `want`'s fields, the adapter's defaults for the rest (CPU
  * adapters: the 'cpu' style, one invocation per row, the lockstep form where the adapter runs
- * the workgroup as one row; GPUs: kernelWg's size for a model of width `dim`, 32 invocations per row). Asking for lockstep where the
- * probe did not find it is an OptionError.
+ * the workgroup as one row; GPUs: kernelWg's size for a model of width `dim`, 32 invocations
+ * per row). Asking for lockstep where the probe did not find it is an OptionError.
  */
 export function adapterKernel(gpu: AcquiredDevice, want: Partial<KernelOptions> = {}, dim = 0): KernelOptions {
   const kernel: KernelOptions = {

@@ -98,12 +98,11 @@ ${reductions(style, sg)}
  */
 function reductions(style: 'cpu' | 'gpu', sg = 0): string {
   const subgroup = style === 'gpu' && sg > 1;
-  const sgOp: Record<string, string> = { wg_sum: 'subgroupAdd', wg_max: 'subgroupMax', wg_sum_u: 'subgroupAdd' };
-  const op = (name: string, t: string, arr: string, combine: (a: string, b: string) => string) =>
+  const op = (name: string, t: string, arr: string, combine: (a: string, b: string) => string, subgroupOp: string) =>
     subgroup
       ? `
 fn ${name}(v: ${t}, lid: u32) -> ${t} {
-  let s = ${sgOp[name]}(v);
+  let s = ${subgroupOp}(v);
   workgroupBarrier();
   if (lid % ${sg}u == 0u) { ${arr}[lid / ${sg}u] = s; }
   workgroupBarrier();
@@ -136,9 +135,9 @@ fn ${name}(v: ${t}, lid: u32) -> ${t} {
   return r;
 }`;
   return [
-    op('wg_sum', 'f32', 'red', (a, b) => `${a} + ${b}`),
-    op('wg_max', 'f32', 'red', (a, b) => `max(${a}, ${b})`),
-    op('wg_sum_u', 'u32', 'redi', (a, b) => `${a} + ${b}`),
+    op('wg_sum', 'f32', 'red', (a, b) => `${a} + ${b}`, 'subgroupAdd'),
+    op('wg_max', 'f32', 'red', (a, b) => `max(${a}, ${b})`, 'subgroupMax'),
+    op('wg_sum_u', 'u32', 'redi', (a, b) => `${a} + ${b}`, 'subgroupAdd'),
   ].join('\n');
 }
 

@@ -328,7 +328,7 @@ export const MATVEC_ITEMS = 128;
 export function matvecLanes(kernel: { wg: number; lanes: number }, rows: number, cols: number): number {
   let lanes = kernel.lanes;
   if (lanes <= 1) return lanes;
-  while (lanes < kernel.wg && Math.ceil((rows * lanes) / kernel.wg) < MATVEC_ITEMS && 2 * lanes * 32 <= cols) lanes *= 2;
+  while (lanes < kernel.wg && matvecItems(rows, lanes, kernel.wg) < MATVEC_ITEMS && 2 * lanes * 32 <= cols) lanes *= 2;
   return lanes;
 }
 
