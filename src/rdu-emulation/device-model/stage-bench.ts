@@ -12,7 +12,6 @@ import { kernelSchedules } from '../../engine/program.ts';
 import { STAGES, type Schedule, type StageId } from '../../engine/schedule.ts';
 import type { Layout } from '../../engine/layout.ts';
 import type { WeightStore } from '../../engine/weight-store.ts';
-import { KloopError } from '../../errors.ts';
 import { stagesWgsl } from './kernels.ts';
 import { type Measured, measured, timed } from './measure.ts';
 
@@ -53,13 +52,14 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   const { device, layout, store, act, buf, staging, small, fusedWidth, fusedHandoff } = t;
   const R = t.repeats;
   // The per-op and per-layer schedule: its layer calls are the decoder layer's stages.
-  const scheduleCalls = kernelSchedules(layout.config).schedule.calls;
+  const schedules = kernelSchedules(layout.config);
+  const scheduleCalls = schedules.schedule.calls;
   const layerStages = scheduleCalls.find((c) => c.kind === 'layer')?.stages;
   // Stages: each body R times in one dispatch, (T(1 + R) - T(1)) / R, with R sized for ~30 ms.
   const stModules = new Map<Handoff, GPUShaderModule>();
   const stModule = async (h: Handoff): Promise<GPUShaderModule> => {
     let m = stModules.get(h);
-    if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, kernelSchedules(layout.config).looped, layerStages), 'stages')));
+    if (!m) stModules.set(h, (m = await compile(device, stagesWgsl(layout, h, schedules.looped, layerStages), 'stages')));
     return m;
   };
   const rw = { type: 'storage' as const };
@@ -130,13 +130,8 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   const stageSeconds = {} as Record<StageId, { perOp: Measured; fused: Measured }>;
   // Per-op widths as the executor dispatches them (capped on CPU adapters).
   const maxG = Math.min(device.limits.maxComputeWorkgroupsPerDimension, t.cpu ? cpuPerOpGroups() : Infinity);
-  const pipe = async (id: StageId | 'token' | 'layer', h: Handoff): Promise<GPUComputePipeline> => {
-    device.pushErrorScope('validation');
-    const p = device.createComputePipeline({ layout: stLayout, compute: { module: await stModule(h), entryPoint: `stage_${id}` } });
-    const err = await device.popErrorScope();
-    if (err) throw new KloopError(`microbenchmark stage ${id}: ${err.message}`);
-    return p;
-  };
+  const pipe = async (id: StageId | 'token' | 'layer', h: Handoff): Promise<GPUComputePipeline> =>
+    computePipeline(device, stLayout, await stModule(h), `stage_${id}`);
   const opPipes = new Map<StageId, { p: GPUComputePipeline; g: number }>();
   const fusedPipes = new Map<StageId, GPUComputePipeline>();
   for (const id of Object.keys(STAGES) as StageId[]) {
