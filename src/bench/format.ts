@@ -6,7 +6,7 @@ const pct = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(0)}%`;
 
 export function modelLabel(r: BenchReport): string {
   const params = r.model.params >= 1e6 ? `${(r.model.params / 1e6).toFixed(1)}M` : `${(r.model.params / 1e3).toFixed(0)}K`;
-  const mib = r.model.deviceBytes ? `, ${(r.model.deviceBytes / 2 ** 20).toFixed(1)} MiB on the device${r.model.weightStore === 'texture' ? ' (weights in textures)' : ''}${r.model.subgroups ? `, subgroup rows of ${r.model.subgroups}` : ''}${r.model.padStaging ? ', padded staging' : ''}${r.model.workgroupSize ? `, workgroups of ${r.model.workgroupSize}` : ''}` : '';
+  const mib = r.model.deviceBytes ? `, ${(r.model.deviceBytes / 2 ** 20).toFixed(1)} MiB on the device${r.model.weightStore === 'texture' ? ' (weights in textures)' : ''}${r.model.subgroups ? `, subgroup rows of ${r.model.subgroups}` : ''}${r.model.padStaging ? ', padded staging' : ''}${r.model.workgroupSize ? `, workgroups of ${r.model.workgroupSize}` : ''}${r.model.hostWait === 'spin' ? ', host spins on readbacks' : ''}` : '';
   return `${r.model.name}${r.model.synthetic && !r.model.name.includes('synthetic') ? ' (synthetic)' : ''}, ${params} params, weights ${r.model.weightTypes}${mib}`;
 }
 
@@ -85,7 +85,7 @@ export function formatReport(r: BenchReport, markdown = false): string {
 export function jsonReport(r: BenchReport): Record<string, unknown> {
   const o: Record<string, unknown> = {
     device: r.device,
-    model: { name: r.model.name, synthetic: r.model.synthetic, params: r.model.params, weightTypes: r.model.weightTypes, deviceBytes: r.model.deviceBytes, weightStore: r.model.weightStore, subgroups: r.model.subgroups, padStaging: r.model.padStaging, workgroupSize: r.model.workgroupSize },
+    model: { name: r.model.name, synthetic: r.model.synthetic, params: r.model.params, weightTypes: r.model.weightTypes, deviceBytes: r.model.deviceBytes, weightStore: r.model.weightStore, subgroups: r.model.subgroups, padStaging: r.model.padStaging, workgroupSize: r.model.workgroupSize, hostWait: r.model.hostWait },
     copyBandwidthGBps: r.copyBandwidthGBps,
     results: r.results,
     peers: r.peers,

@@ -21,6 +21,7 @@ import { Session, parameterCount } from '../engine/session.ts';
 import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
 import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
 import type { StepOverheads } from '../engine/overheads.ts';
+import { passThrough } from '../engine/host-wait.ts';
 import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
 import { type LlamaGpu, type Peer, findGguf, llamaCppPeer } from './peers.ts';
@@ -39,6 +40,8 @@ export interface BenchOptions {
   subgroups?: boolean;
   /** Pad the matvecs' staged input (KernelOptions.padStaging); default the engine's choice per kernel style. */
   padStaging?: boolean;
+  /** How the host waits for readbacks: 'spin' leaves Dawn's poll loop alone (host-wait.ts); default the engine's waiter. */
+  hostWait?: 'sleep' | 'spin';
   /** Encoding of the synthetic model's matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k). */
   type?: WeightType;
   /** Mode list, e.g. "per-op,per-layer,looped,looped:16". */
@@ -139,7 +142,7 @@ export interface DeviceModelReport {
 export interface BenchReport {
   device: { vendor: string; architecture: string; description: string };
   adapter: string;
-  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number; padStaging: boolean; workgroupSize: number };
+  model: { name: string; synthetic: boolean; params: number; source: string; weightTypes: string; deviceBytes: number; weightStore: 'storage' | 'texture' | 'none'; subgroups: number; padStaging: boolean; workgroupSize: number; hostWait: 'sleep' | 'spin' };
   date: string;
   command?: string;
   tokens: number;
@@ -205,6 +208,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const tuning = Object.keys(kernel).length > 0 ? { kernel } : undefined;
   const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
   const gpu = await session.device();
+  const engineWait = gpu.wait;
+  if (o.hostWait === 'spin') gpu.wait = passThrough;
   const microSteps = o.predict ? 6 : 1;
   const peerCount = (o.peers ? 2 : 0) + (o.llamaGpu ? 1 : 0);
   const total = modes.length + microSteps + peerCount + repeat * (modes.length + peerCount);
@@ -232,7 +237,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     let dm: DeviceMeasurements | undefined;
     let copy: Measured;
     if (o.predict) {
-      dm = await measureDevice({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu }, { pos: (tokens - 1) / 2, onStep: (s) => tick(s) });
+      dm = await measureDevice({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu, wait: gpu.wait }, { pos: (tokens - 1) / 2, onStep: (s) => tick(s) });
       copy = dm.copyBytesPerSecond;
     } else {
       copy = await copyOnly(gpu, layout, fusedGroups);
@@ -360,6 +365,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         subgroups: anyGpu?.layout.kernel.subgroups ?? 0,
         padStaging: anyGpu?.layout.kernel.padStaging ?? false,
         workgroupSize: anyGpu?.layout.kernel.wg ?? 0,
+        hostWait: gpu.wait === passThrough ? 'spin' : 'sleep',
       },
       date: new Date().toISOString(),
       command: o.command,
@@ -419,6 +425,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     return report;
   } finally {
+    gpu.wait = engineWait;
     await session.dispose();
     for (const p of peers) await p.dispose().catch(() => undefined);
   }
@@ -426,5 +433,5 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
 /** Copy bandwidth alone (without the rest of the device model). */
 async function copyOnly(gpu: AcquiredDevice, layout: GpuExecutor['layout'], fusedGroups: number): Promise<Measured> {
-  return measureCopyBandwidth({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu });
+  return measureCopyBandwidth({ device: gpu.device, layout, fusedGroups, cpu: gpu.cpu, wait: gpu.wait });
 }

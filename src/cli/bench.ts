@@ -45,6 +45,9 @@ export const BENCH_USAGE = `usage: kloop bench [options]
                       the matvecs' input values over them, GPUs sum a row's lanes with them
   --pad-staging on|off  pad the matvecs' staged input by a word per 32 values, against
                       shared-memory bank conflicts (default on for GPUs, off on CPU adapters)
+  --host-wait W       sleep or spin: how the host waits for the device's readbacks (default
+                      sleep: short sleeps while a readback is pending; spin: Dawn's own poll
+                      loop at full speed)
   --json              print one JSON object on stdout
   --chart FILE        write the chart as SVG (FILE.svg) or HTML (FILE.html)
 Progress goes to stderr.
@@ -58,7 +61,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 
 const FLAGS = {
   model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
-  gguf: 'string', 'llama-gpu': 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
+  gguf: 'string', 'llama-gpu': 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', 'host-wait': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
@@ -107,6 +110,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v['pad-staging'] !== undefined) {
     if (v['pad-staging'] !== 'on' && v['pad-staging'] !== 'off') throw new KloopError(`--pad-staging ${v['pad-staging']}: must be on or off`);
     f.padStaging = v['pad-staging'] === 'on';
+  }
+  if (v['host-wait'] !== undefined) {
+    if (v['host-wait'] !== 'sleep' && v['host-wait'] !== 'spin') throw new KloopError(`--host-wait ${v['host-wait']}: must be sleep or spin`);
+    f.hostWait = v['host-wait'];
   }
   if (v.chart !== undefined) {
     if (!/\.(svg|html?)$/i.test(v.chart)) throw new KloopError(`--chart ${v.chart}: the file must end in .svg or .html`);

@@ -143,7 +143,7 @@ export class BatchRunner {
     h.stats.dispatches += dispatches.length;
     h.stats.submits += 1;
     try {
-      await this.staging.mapAsync(GPUMapMode.READ);
+      await h.gpu.wait(this.staging.mapAsync(GPUMapMode.READ));
     } catch (e) {
       throw new KloopError(`WebGPU device lost: ${h.lost() ?? (e as Error).message}`);
     }

@@ -8,6 +8,7 @@ import { probeLockstep, probeSubgroupRows } from './lockstep.ts';
 import { SUBGROUP_WIDTHS, subgroupLaneSum } from '../kernels-wgsl/subgroup.wgsl.ts';
 import { KloopError, OptionError } from '../errors.ts';
 import type { KernelOptions } from './layout.ts';
+import { type Waiter, hostWaiter, passThrough, waitPolicy } from './host-wait.ts';
 
 export interface AdapterDescription {
   vendor: string;
@@ -40,6 +41,11 @@ export interface AcquiredDevice {
   subgroupWidth: number;
   /** The probe's answer per workgroup size (subgroupRowsAt). */
   subgroupRows: Map<number, number>;
+  /**
+   * How the host waits for this device's readbacks (host-wait.ts): in Node, sleeping in short
+   * steps instead of spinning the event loop; in a browser the promise as it is.
+   */
+  wait: Waiter;
 }
 
 /**
@@ -202,7 +208,8 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
   const info = describe(adapter);
   const cpu = cpuName(name) || cpuName(`${info.vendor} ${info.architecture} ${info.description}`);
   const lockstepWidth = cpu ? await probeLockstep(device) : 0;
-  const acquired: AcquiredDevice = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0, subgroupRows: new Map() };
+  const wait = isNode ? hostWaiter(waitPolicy(cpu)) : passThrough;
+  const acquired: AcquiredDevice = { device, adapter, info, name, cpu, features, gpu, lockstepWidth, subgroupWidth: 0, subgroupRows: new Map(), wait };
   acquired.subgroupWidth = await subgroupRowsAt(acquired, kernelWg(acquired));
   return acquired;
 }

@@ -320,7 +320,7 @@ export class GpuExecutor implements Executor {
     this.stats.dispatches += dispatches.length;
     this.stats.submits += 1;
     try {
-      await b.staging.mapAsync(GPUMapMode.READ, 0, wantLogits ? logitsAt + k.VOCAB * 4 : ctlBytes);
+      await this.gpu.wait(b.staging.mapAsync(GPUMapMode.READ, 0, wantLogits ? logitsAt + k.VOCAB * 4 : ctlBytes));
     } catch (e) {
       throw new KloopError(`WebGPU device lost: ${this.lost ?? (e as Error).message}`);
     }
@@ -415,7 +415,7 @@ export class GpuExecutor implements Executor {
   get gridBarriersPerToken(): number { return this.barriersPerToken; }
 
   /** Launch and round-trip seconds of one step of this mode, measured with its own kernels (overheads.ts). */
-  async overheads(repeats = 9): Promise<StepOverheads> {
+  async overheads(repeats = 15): Promise<StepOverheads> {
     const one = this.mode === 'per-op' ? (this.perOp ?? (await this.buildPerOp())) : this.fused!;
     const params = { pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: this.stats.workgroups || 1 };
     return measureOverheads((copies) => this.submit(Array.from({ length: copies }, () => one).flat(), params), repeats);

@@ -6,11 +6,13 @@
  * 0.1 ms for the looped kernel against 15-30 us for an empty one), which is what the device
  * model's per-mode dispatch cost needs.
  */
+import { median } from './counts.ts';
 
 export interface StepOverheads {
   /**
-   * Seconds of one step's dispatches, launched with no work: (16 steps in a submit - none) / 16.
-   * 0 when that difference is within the timing noise (a launch too cheap to resolve here).
+   * Seconds one step's dispatches add to a submit when launched with no work: a submit of one
+   * empty step less an empty submit, each the median of its repeats. 0 when that difference is
+   * within the timing noise (a launch too cheap to resolve here).
    */
   launch: number;
   /** Seconds of a submit with no dispatch, through the executor's own path and readback. */
@@ -19,7 +21,14 @@ export interface StepOverheads {
 
 /**
  * `submit(copies)` runs `copies` empty steps (0 = none) in one submit and resolves when read
- * back; `now` in ms. Fixed work timed under interference: the minimum of `repeats` is its cost.
+ * back; `now` in ms. Timed as decoding submits: `repeats` empty submits back to back, then
+ * `repeats` submits of one empty step back to back, and the median of each is its cost (what a
+ * typical step pays; the bench's figures are medians of many steps' sums).
+ * Until 2026-11-30 the figures were the minimums of alternating empty and 16-step submits: the
+ * luckiest submit (lavapipe, a looped step's empty submit: 0.14 ms at best, 0.24 ms at the
+ * median; the model predicted looped 30-40% too fast), and 16 steps in one submit are not what a
+ * decode pays per step (lavapipe, per-op's 704 empty dispatches in one submit: 3.5 ms a step,
+ * more than a whole real per-op token).
  */
 export async function measureOverheads(
   submit: (copies: number) => Promise<unknown>, repeats = 9, now: () => number = () => performance.now(),
@@ -29,13 +38,13 @@ export async function measureOverheads(
     await submit(copies);
     return (now() - t0) / 1e3;
   };
-  const none: number[] = [];
-  const sixteen: number[] = [];
-  await timed(1); // warm-up
-  for (let i = 0; i < repeats; i++) {
-    none.push(await timed(0));
-    sixteen.push(await timed(16));
-  }
-  const roundTrip = Math.min(...none);
-  return { launch: Math.max(0, (Math.min(...sixteen) - roundTrip) / 16), roundTrip };
+  const series = async (copies: number): Promise<number> => {
+    await timed(copies); // warm-up
+    const xs: number[] = [];
+    for (let i = 0; i < repeats; i++) xs.push(await timed(copies));
+    return median(xs);
+  };
+  const roundTrip = await series(0);
+  const step = await series(1);
+  return { launch: Math.max(0, step - roundTrip), roundTrip };
 }

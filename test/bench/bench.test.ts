@@ -32,6 +32,7 @@ describe('bench flags', () => {
     [['--chart', 'x.png'], /\.svg or \.html/],
     [['--bogus'], /unknown flag/],
     [['--llama-gpu', 'opencl'], /--llama-gpu opencl: must be one of vulkan, cuda, metal/],
+    [['--host-wait', 'nap'], /--host-wait nap: must be sleep or spin/],
     [['--repeat'], /missing value/],
     [['--json=1'], /takes no value/],
   ])('rejects %j', (argv, msg) => {
@@ -40,6 +41,11 @@ describe('bench flags', () => {
   });
   it('--llama-gpu names a node-llama-cpp GPU build', () => {
     expect(parseBenchFlags(['--model', 'm.gguf', '--llama-gpu', 'vulkan']).llamaGpu).toBe('vulkan');
+  });
+  it('--host-wait picks how the host waits for readbacks', () => {
+    expect(parseBenchFlags(['--host-wait', 'spin']).hostWait).toBe('spin');
+    expect(parseBenchFlags(['--host-wait', 'sleep']).hostWait).toBe('sleep');
+    expect(parseBenchFlags([]).hostWait).toBeUndefined();
   });
   it('labels modes and drops duplicates', () => {
     expect(parseModes('per-op, looped,looped:1,looped:16').map((m) => m.label)).toEqual(['per-op', 'looped', 'looped:16']);
@@ -73,7 +79,7 @@ function fakeReport(): BenchReport {
     workgroups: 2, gridBarriersPerToken: 4, fallbacks: 0,
   });
   return {
-    device: { vendor: 'v', architecture: 'a', description: 'd <&>' }, adapter: 'x', model: { name: 'm', synthetic: true, params: 1e6, source: 's', weightTypes: 'f32 x 1', deviceBytes: 1, weightStore: 'storage', subgroups: 0, padStaging: false, workgroupSize: 16 },
+    device: { vendor: 'v', architecture: 'a', description: 'd <&>' }, adapter: 'x', model: { name: 'm', synthetic: true, params: 1e6, source: 's', weightTypes: 'f32 x 1', deviceBytes: 1, weightStore: 'storage', subgroups: 0, padStaging: false, workgroupSize: 16, hostWait: 'sleep' },
     date: '2026-01-01T00:00:00Z', tokens: 8, repeat: 3, copyBandwidthGBps: 2, copyBandwidthSpread: { min: 1, max: 3, runs: 3 },
     results: [res('per-op', 50), res('per-layer', 80), res('looped', 120)], peers: [{ name: 'peer', tokensPerSecond: 300, spread: { min: 1, max: 400, runs: 3 }, tokens: 8 }],
     speedups: { 'looped/per-layer': 1.5 }, loadAverage: { start: 1, end: 1 }, notes: [],

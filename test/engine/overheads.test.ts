@@ -19,7 +19,7 @@ afterAll(() => all.forEach((e) => e.destroy()));
 describe('step overheads', () => {
   it('splits a submit of 4 ms plus 1 ms a step into its launch and round trip', async () => {
     let clock = 0;
-    // Every third submit is slowed by 3 ms (a busy machine): the minimums ignore it.
+    // Every third submit is slowed by 3 ms (a busy machine): the medians ignore it.
     let n = 0;
     const o = await measureOverheads(async (copies) => { clock += 4 + copies + (++n % 3 === 0 ? 3 : 0); }, 9, () => clock);
     expect(o.launch * 1e3).toBeCloseTo(1, 9);

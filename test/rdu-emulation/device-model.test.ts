@@ -123,7 +123,7 @@ describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
     const model = await loadModel(path.join(modelsDir, 'stories260K', 'stories260K.bin'));
     const ex = (await createExecutor(model, 'looped', async () => gpu!, {})) as GpuExecutor;
     try {
-      const m = await measureDevice({ device: gpu!.device, layout: ex.layout, fusedGroups: ex.stats.workgroups, cpu: gpu!.cpu }, { repeats: 3, copyBytes: 8 * 2 ** 20 });
+      const m = await measureDevice({ device: gpu!.device, layout: ex.layout, fusedGroups: ex.stats.workgroups, cpu: gpu!.cpu, wait: gpu!.wait }, { repeats: 3, copyBytes: 8 * 2 ** 20 });
       for (const k of ['dispatchSeconds', 'roundTripSeconds', 'copyBytesPerSecond', 'matvecBytesPerSecond', 'fusedMatvecBytesPerSecond', 'barrierSeconds', 'discoverSeconds', 'barrierParticipants', 'stepParticipants'] as const) {
         for (const v of [m[k].median, m[k].min, m[k].max]) {
           expect(Number.isFinite(v), k).toBe(true);

@@ -34,6 +34,7 @@ import { median } from '../../engine/counts.ts';
 import { COPY_WGSL, TINY_WGSL, barrierWgsl, matvecWgsl } from './kernels.ts';
 import { type Measured, measured, timed, timedRead } from './measure.ts';
 import { measureStages } from './stage-bench.ts';
+import type { Waiter } from '../../engine/host-wait.ts';
 
 const compile = (device: GPUDevice, code: string, label: string) => compileModule(device, code, `microbenchmark ${label}`);
 const pipeline = (device: GPUDevice, module: GPUShaderModule, entryPoint: string) => computePipeline(device, 'auto', module, entryPoint);
@@ -110,6 +111,8 @@ export interface MicrobenchTarget {
   fusedGroups: number;
   /** CPU adapter: spin and poll budgets as the executor sets them. */
   cpu: boolean;
+  /** How the host waits for readbacks: the executor's waiter (AcquiredDevice.wait). */
+  wait?: Waiter;
 }
 
 /**
@@ -136,6 +139,7 @@ async function measure(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: b
 
 async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly: boolean): Promise<DeviceMeasurements | Measured> {
   const { device, layout } = t;
+  const host = { device, wait: t.wait };
   const R = Math.max(1, opts.repeats ?? 7);
   const step = opts.onStep ?? (() => undefined);
   const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -152,7 +156,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const uni = buf(256, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     const rtOnce = () => {
       device.queue.writeBuffer(uni, 0, new Uint32Array(12));
-      return timed(device, staging, small, (enc) => enc.clearBuffer(small, 0, 16));
+      return timed(host, staging, small, (enc) => enc.clearBuffer(small, 0, 16));
     };
     await rtOnce();
     const rt: number[] = [];
@@ -173,11 +177,11 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       pass.end();
     };
     const N = 256;
-    await timed(device, staging, small, passOf(N));
+    await timed(host, staging, small, passOf(N));
     const disp: number[] = [];
     for (let i = 0; i < R; i++) {
-      const one = await timed(device, staging, small, passOf(1));
-      const many = await timed(device, staging, small, passOf(N + 1));
+      const one = await timed(host, staging, small, passOf(1));
+      const many = await timed(host, staging, small, passOf(N + 1));
       disp.push(Math.max(1e-9, (many - one) / N));
     }
     const dispatch = measured(disp);
@@ -195,7 +199,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     });
     const copyGroups = Math.min(device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(bytes / 16 / 64 / 4));
     const copies = (reps: number) =>
-      timed(device, staging, small, (enc) => {
+      timed(host, staging, small, (enc) => {
         const pass = enc.beginComputePass();
         pass.setPipeline(copyPipe);
         pass.setBindGroup(0, copyBg);
@@ -252,7 +256,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       u[8] = poll;
       u[9] = groups;
       device.queue.writeBuffer(stepBuf, 0, u);
-      const r = await timedRead(device, staging, ctl, (enc) => {
+      const r = await timedRead(host, staging, ctl, (enc) => {
         enc.clearBuffer(ctl, 0, ctl.size);
         const pass = enc.beginComputePass();
         pass.setPipeline(pipe);
@@ -318,7 +322,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     const mvRate = async (g: number, h: Handoff): Promise<Measured> => {
       const { pipe, bg } = await mvPipe(h);
       const mvOnce = () =>
-        timed(device, staging, small, (enc) => {
+        timed(host, staging, small, (enc) => {
           const pass = enc.beginComputePass();
           pass.setPipeline(pipe);
           pass.setBindGroup(0, bg);
@@ -338,7 +342,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
     step('matvec bandwidth');
 
     const { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds, perLayerTokenSeconds } = await measureStages({
-      device, layout, store, act, buf, staging, small, repeats: R, pos: opts.pos ?? 0, fusedWidth, fusedHandoff, cpu: t.cpu,
+      device, wait: t.wait, layout, store, act, buf, staging, small, repeats: R, pos: opts.pos ?? 0, fusedWidth, fusedHandoff, cpu: t.cpu,
     });
     step('stages');
 

@@ -14,6 +14,7 @@ import type { Layout } from '../../engine/layout.ts';
 import type { WeightStore } from '../../engine/weight-store.ts';
 import { stagesWgsl } from './kernels.ts';
 import { type Measured, measured, timed } from './measure.ts';
+import type { Waiter } from '../../engine/host-wait.ts';
 
 export interface StageBenchTarget {
   device: GPUDevice;
@@ -33,6 +34,8 @@ export interface StageBenchTarget {
   fusedWidth: number;
   fusedHandoff: Handoff;
   cpu: boolean;
+  /** How the host waits for readbacks (the executor's waiter). */
+  wait?: Waiter;
 }
 
 export interface StageMeasurements {
@@ -95,7 +98,7 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     u[0] = pos;
     u[1] = reps;
     device.queue.writeBuffer(stStep, 0, u);
-    return timed(device, staging, small, (enc) => {
+    return timed({ device, wait: t.wait }, staging, small, (enc) => {
       const pass = enc.beginComputePass();
       encode(pass);
       pass.end();
