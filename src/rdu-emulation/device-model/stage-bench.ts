@@ -148,13 +148,16 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     stageSeconds[id] = { perOp, fused: await perCall(fusedPipe, fusedW, false) };
   }
   const tokenPipe = await pipe('token', fusedHandoff);
-  const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, Math.max(R, 5));
+  // The whole-token figures carry the model's kernel terms: more samples than a stage's (on a
+  // 2-core host a run of 7 could sit in one slow phase of the machine and read 1.4x slow).
+  const tokenSamples = Math.max(R, 11);
+  const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, tokenSamples);
   // One run against none in the same dispatches: the work they add, launches excluded.
   const added = async (encode: (pass: GPUComputePassEncoder) => void): Promise<Measured> => {
     const run = (reps: number) => timedPass(reps, encode);
     await run(1);
     const xs: number[] = [];
-    for (let i = 0; i < Math.max(R, 5); i++) {
+    for (let i = 0; i < tokenSamples; i++) {
       const zero = await run(0);
       xs.push(Math.max(1e-9, (await run(1)) - zero));
     }
