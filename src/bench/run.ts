@@ -285,8 +285,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       tick(backend ? `llama.cpp (${backend})` : 'llama.cpp');
     }
 
-    // Interleaved repeats; the starting entry rotates so no entry always runs first.
+    // Interleaved repeats; the starting entry rotates so no entry always runs first. With
+    // --predict each mode's step overheads (launch and round trip through its own kernels) are
+    // sampled after every round, so that they see the host as the repeats do: taken once, before
+    // or after the repeats, they caught its quiet or busy moments (lavapipe, per-op's launch
+    // 1.8-4.3 ms a step in runs of one build).
     const before = new Map(executors.map(({ m, ex }) => [m.label, { ...ex.stats }]));
+    const overheadRounds: StepOverheads[][] = executors.map(() => []);
     for (let r = 0; r < repeat; r++) {
       for (let i = 0; i < entries.length; i++) {
         const e = entries[(i + r) % entries.length]!;
@@ -295,6 +300,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         e.times.push((performance.now() - t0) / 1000);
         tick(`${e.label} ${r + 1}/${repeat}`);
       }
+      if (dm) for (const [i, { ex }] of executors.entries()) overheadRounds[i]!.push(await (ex as GpuExecutor).overheads(9));
     }
 
     // The weight bytes a step reads in their packed encodings (the same for every GPU mode).
@@ -385,10 +391,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const p: DeviceParameters = deviceParameters(gpu.name, dm, (executors[0]!.ex as GpuExecutor).schedule);
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
       // Launch and round trip per mode, through the executor's own kernels and submit path (a
-      // large kernel costs more to launch than the microbenchmarks' empty one); discovery, when a
-      // kernel runs it, is inside the launch.
-      const overheads: StepOverheads[] = [];
-      for (const { ex } of executors) overheads.push(await (ex as GpuExecutor).overheads());
+      // large kernel costs more to launch than the microbenchmarks' empty one), the medians of
+      // the rounds' figures; discovery, when a kernel runs it, is inside the launch.
+      const overheads: StepOverheads[] = overheadRounds.map((rs) => ({ launch: median(rs.map((o) => o.launch)), roundTrip: median(rs.map((o) => o.roundTrip)) }));
       report.predicted = executors.map(({ m, ex }, i) => {
         const g = ex as GpuExecutor;
         const s = modeStructure(g.schedule, m, g.gridBarriersPerToken, m.mode === 'per-op' ? undefined : g.stats.workgroups);

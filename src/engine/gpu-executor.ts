@@ -414,11 +414,20 @@ export class GpuExecutor implements Executor {
   /** Fused-kernel barriers per token (0 for per-op). */
   get gridBarriersPerToken(): number { return this.barriersPerToken; }
 
-  /** Launch and round-trip seconds of one step of this mode, measured with its own kernels (overheads.ts). */
-  async overheads(repeats = 15): Promise<StepOverheads> {
+  /**
+   * Launch and round-trip seconds of one step of this mode, measured with its own kernels
+   * (overheads.ts). Its submits are not counted in `stats` (they are not the executor's work).
+   */
+  async overheads(repeats = 31): Promise<StepOverheads> {
     const one = this.mode === 'per-op' ? (this.perOp ?? (await this.buildPerOp())) : this.fused!;
     const params = { pos: 0, nTokens: 0, forced: 0, inputs: [], sampling: GREEDY, maxGroups: this.stats.workgroups || 1 };
-    return measureOverheads((copies) => this.submit(Array.from({ length: copies }, () => one).flat(), params), repeats);
+    const { dispatches, submits } = this.stats;
+    try {
+      return await measureOverheads((copies) => this.submit(Array.from({ length: copies }, () => one).flat(), params), repeats);
+    } finally {
+      this.stats.dispatches = dispatches;
+      this.stats.submits = submits;
+    }
   }
 
   destroy(): void {

@@ -31,8 +31,11 @@ describe('step overheads', () => {
     const perOp = (await createExecutor(model, 'per-op', testDevice)) as GpuExecutor;
     const looped = (await createExecutor(model, 'looped', testDevice)) as GpuExecutor;
     all.push(perOp, looped);
+    const counted = { ...looped.stats };
     const a = await perOp.overheads(5);
     const b = await looped.overheads(5);
+    // Its own measuring submits are not the executor's work.
+    expect(looped.stats).toEqual(counted);
     for (const o of [a, b]) {
       expect(Number.isFinite(o.launch) && Number.isFinite(o.roundTrip)).toBe(true);
       expect(o.roundTrip).toBeGreaterThan(0);

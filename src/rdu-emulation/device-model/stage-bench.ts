@@ -152,12 +152,15 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
   // 2-core host a run of 7 could sit in one slow phase of the machine and read 1.4x slow).
   const tokenSamples = Math.max(R, 11);
   const tokenStagesSeconds = await perCall(tokenPipe, fusedWidth, false, tokenSamples);
-  // One run against none in the same dispatches: the work they add, launches excluded.
+  // One run against none in the same dispatches: the work they add, launches excluded. A
+  // difference of two submits that each mostly launch (per-op: about 0.5 ms of work in 3 ms),
+  // so many cheap pairs: with 11, per-op's figure ranged 0.02-0.65 ms over runs of one build.
+  const pairs = Math.max(R, 31);
   const added = async (encode: (pass: GPUComputePassEncoder) => void): Promise<Measured> => {
     const run = (reps: number) => timedPass(reps, encode);
     await run(1);
     const xs: number[] = [];
-    for (let i = 0; i < tokenSamples; i++) {
+    for (let i = 0; i < pairs; i++) {
       const zero = await run(0);
       xs.push(Math.max(1e-9, (await run(1)) - zero));
     }
