@@ -25,7 +25,7 @@ k() { (cd /tmp/kloop && /tmp/node kloop.mjs "$@"); }
 k devices 2>&1 | tee "$work/devices.txt"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv 2>/dev/null | tee -a "$work/devices.txt"
 stamp "unpacked"
-benches=" ${KLOOP_BENCHES:-l1b-q4_0-predict l1b-f32-predict l1b-f16 l1b-q8_0 gguf-q4_0 stories260K l1b-q4_k gguf-q8_0 l1b-q4_0-wg256-predict l1b-q4_0-wg512 stories260K-wg1024 l1b-q4_0-pad-off l1b-q4_0-subgroups-off l1b-f16-pad-off l1b-f16-subgroups-off stories260K-q4_0-gguf} "
+benches=" ${KLOOP_BENCHES:-l1b-q4_0-predict l1b-f32-predict l1b-f16 l1b-q8_0 gguf-q4_0 stories260K l1b-q4_k gguf-q8_0 l1b-q4_0-wg256-predict l1b-q4_0-wg512 stories260K-wg1024 l1b-q4_0-pad-off l1b-q4_0-subgroups-off l1b-f16-pad-off l1b-f16-subgroups-off l1b-q4_0-spin stories260K-q4_0-gguf} "
 want() { [[ $benches == *" $1 "* ]]; }
 # The same-shape GGUF files kloop and llama.cpp both read, written on the CPU while the check runs.
 (for t in q4_0 q8_0; do want "gguf-$t" && k convert --shape Llama-3.2-1B --type $t --out /tmp/l1b-$t.gguf; done) > "$work/convert.txt" 2>&1 &
@@ -62,6 +62,8 @@ for t in q4_0 f16; do
   bench "l1b-$t-pad-off" $L --type $t --modes looped:16 --pad-staging off
   bench "l1b-$t-subgroups-off" $L --type $t --modes looped:16 --subgroups off
 done
+# The host's waiter off: Dawn's poll loop spinning the main thread through every readback.
+bench l1b-q4_0-spin $L --type q4_0 --modes per-layer,looped:16 --host-wait spin
 bench stories260K-q4_0-gguf --model "$KLOOP_MODELS/quant/stories260K-Q4_0.gguf" --modes per-op,per-layer,looped,looped:16 --tokens 256 --repeat 5
 /tmp/node scripts/gpu-host/summary.mjs "$work"/bench-*.json | tee "$work/summary.txt"
 save; stamp "done"

@@ -2,7 +2,7 @@
  * The host's waiter (engine/host-wait.ts): it resolves and rejects as the promise it waits on,
  * and while that promise is pending it throttles the event loop to about one turn per sleep
  * (Dawn's Node binding polls the device once per turn), after its spinning time; the device
- * acquired in Node carries one.
+ * acquired in Node carries one, and long runs of readbacks through it complete.
  */
 import { describe, expect, it } from 'vitest';
 import { type Waiter, canBlock, hostWaiter, passThrough, waitPolicy } from '../../src/engine/host-wait.ts';
@@ -69,4 +69,25 @@ describe('host waiter', () => {
     buf.unmap();
     buf.destroy();
   });
+
+  it('15,000 readbacks in a row through the device waiter each see their own submit', async () => {
+    const gpu = await testDevice();
+    const { device } = gpu;
+    const small = device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const staging = device.createBuffer({ size: 256, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    let wrong = 0;
+    for (let i = 0; i < 15_000; i++) {
+      device.queue.writeBuffer(small, 0, new Uint32Array([i, ~i]));
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(small, 0, staging, 0, 16);
+      device.queue.submit([enc.finish()]);
+      await gpu.wait(staging.mapAsync(GPUMapMode.READ));
+      const got = new Uint32Array(staging.getMappedRange(0, 16));
+      if (got[0] !== i || got[1] !== (~i >>> 0)) wrong++;
+      staging.unmap();
+    }
+    expect(wrong).toBe(0);
+    small.destroy();
+    staging.destroy();
+  }, 120_000);
 });
