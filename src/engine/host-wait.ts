@@ -2,15 +2,15 @@
  * How the host waits for the device. In Node, Dawn resolves a pending mapAsync by polling the
  * device from a setImmediate loop: one turn of the event loop per poll, and each turn allocates
  * a callback. While a kernel runs, the main thread therefore spins at full speed and feeds the
- * garbage collector; on lavapipe (stories260K, 2 cores, 8 x 256 tokens a mode) that meant 47
- * scavenges and 14 mark-compact collections in 3.5 s, submits stalled 10-50 ms by them, and a
- * core taken from the adapter that runs the kernels on the same CPU.
+ * garbage collector; on lavapipe (stories260K, 2 cores, 8 x 256 tokens a mode, about 4 s) that
+ * meant 47 scavenges and 14 mark-compact collections, submits stalled 10-80 ms by them (17-25%
+ * of the wall time), and a core taken from the adapter that runs the kernels on the same CPU.
  *
  * The waiter below takes part in the same event loop: while a wait is pending, each of its turns
  * sleeps `sleepUs` microseconds (Atomics.wait, which Node allows on its main thread), so Dawn
  * polls about once per sleep instead of continuously. The same run: 24 scavenges and one
- * mark-compact, the largest stall 6 ms instead of 40-80, and the wall time no longer (per-layer,
- * looped and looped:16 within their noise, or shorter). A completion is noticed at most about
+ * mark-compact, the largest stall 7 ms; in the bench, looped:16 3817-4170 tokens/s against
+ * 2527-3752 spinning, SwiftShader about 1.3x (bench/RESULTS.md). A completion is noticed at most about
  * one sleep late, and a sleep lasts longer than asked (a 20 us Atomics.wait took 0.1 ms at the
  * median on that 2-core VM, the kernel's timer slack included); on GPUs the sleeping starts only
  * after `spinUs` of waiting, so short submits keep the full-speed poll.
