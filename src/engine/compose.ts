@@ -103,11 +103,16 @@ const LOCAL_ORDER = 'storageBarrier();';
 
 /**
  * per-op: one entry point `op_<stage>` per stage; the dispatch's grid is the work split. Plain
- * activations: consecutive dispatches are ordered by the dispatch boundary.
+ * activations: consecutive dispatches are ordered by the dispatch boundary. Like every kernel
+ * shape, a step of no tokens (step.n_tokens = 0: the executor's launch measurement,
+ * overheads.ts) returns at once.
  */
 export function perOpModule(layout: Layout, stages: StageId[]): string {
   const entries = [...new Set(stages)].map(
-    (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) { s_${s}(wid.x, nwg.x, lid, disp.layer, 0u); }`,
+    (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) {
+  if (step.n_tokens == 0u) { return; }
+  s_${s}(wid.x, nwg.x, lid, disp.layer, 0u);
+}`,
   );
   return composeModule(layout, stages, entries.join('\n'), false, 'plain');
 }
@@ -134,6 +139,7 @@ const SINGLE = `
   let t = 0u;
   let n = 1u;`;
 const NO_DISCOVER = `
+  if (step.n_tokens == 0u) { return; }
   let t = wid.x;
   let n = nwg.x;`;
 
