@@ -37,8 +37,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
   --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: on GPUs
                       1024 for models of width 1024 or more, else 256; on CPU adapters the
-                      measured lockstep width, else 16, 8 on SwiftShader; capped by the
-                      adapter's limit)
+                      measured lockstep width (8 on llvmpipe, 4 on SwiftShader), else 16, 8
+                      on SwiftShader; capped by the adapter's limit)
   --weight-store S    storage or texture: where f32 weights live on the device (default: the
                       engine's choice per adapter; texture on CPU adapters)
   --subgroups on|off  use subgroup rows where the probe passed (default on): CPU adapters share

@@ -88,10 +88,11 @@ export function kernelWg(gpu: AcquiredDevice, want: Partial<KernelOptions> = {},
 
 /**
  * Workgroup size on a CPU adapter: its lockstep width when it has one (one SIMD row, no
- * barriers: llvmpipe with AVX), else one or two SIMD rows of its JIT (llvmpipe 8 lanes at 256
- * bits, SwiftShader 4), so that a workgroup barrier switches between at most two coroutines. Measured
- * on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a norm or the sampler
- * costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader is fastest at 8.
+ * barriers: llvmpipe with AVX 8, SwiftShader 4), else one or two SIMD rows of its JIT (llvmpipe
+ * 8 lanes at 256 bits, SwiftShader 4), so that a workgroup barrier switches between at most two
+ * coroutines. Measured on stories260K (device-model stage microbenchmarks, bench/RESULTS.md): a
+ * norm or the sampler costs about 1 us at 16 against 7 to 25 us at 64 on llvmpipe; SwiftShader
+ * without its lockstep row is fastest at 8.
  */
 export function cpuWorkgroupSize(gpu: Pick<AcquiredDevice, 'name' | 'lockstepWidth'>): number {
   if (gpu.lockstepWidth > 0) return gpu.lockstepWidth;

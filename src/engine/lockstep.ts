@@ -8,12 +8,16 @@ import { lockstepProbeExpected, lockstepProbeWgsl } from '../kernels-wgsl/lockst
 import { SUBGROUP_WIDTHS, subgroupProbeExpected, subgroupProbeWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
 
 /**
- * Workgroup size tried: llvmpipe's row with 256-bit vectors (AVX). llvmpipe also passes the probe
- * at 16 (and fails at 32), but 16-invocation workgroups measured no faster (bench/RESULTS.md,
- * 2026-11-30), so 16 is not tried. SwiftShader's 4-lane rows pass the probe at 4, but there the
- * barrier-free form measured no faster (stories260K, 2026-11-30), so 4 is not tried either.
+ * Workgroup sizes tried, in order: llvmpipe's row with 256-bit vectors (AVX), then SwiftShader's
+ * 4-lane row (llvmpipe passes at 8 and stops there; SwiftShader fails at 8, two rows, and passes
+ * at 4). llvmpipe also passes the probe at 16 (and fails at 32), but 16-invocation workgroups
+ * measured no faster (bench/RESULTS.md, 2026-11-30), so 16 is not tried. On SwiftShader the
+ * barrier-free form at 4 measured no faster than two rows of 8 while the host spun on its
+ * readbacks; with the host asleep (host-wait.ts) it is: stories260K looped:16 1113-1120 against
+ * 960-1006 tokens/s, per-layer 749-765 against 585-645; the stories15M shape within noise (f32,
+ * q4_0) or 1.14x (q8_0).
  */
-export const LOCKSTEP_WIDTHS = [8] as const;
+export const LOCKSTEP_WIDTHS = [8, 4] as const;
 const GROUPS = 64;
 
 /** Whether the device runs workgroups of `width` in lockstep (the probe, twice, exact). */
