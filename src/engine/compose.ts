@@ -101,17 +101,32 @@ const SYNC_OR_LEAVE = 'if (!grid_sync(lid)) { return; }';
 // own workgroup-memory scratch with the barriers it needs.
 const LOCAL_ORDER = 'storageBarrier();';
 
+// Entry prologues: each sets t (this workgroup's index) and n (the workgroups taking part) and
+// returns at once on a step of no tokens.
+const DISCOVER = `
+  let t = discover(lid);
+  if (t == NONE || step.n_tokens == 0u) { return; }
+  let n = workgroupUniformLoad(&wg_count);`;
+/** A single-workgroup fused kernel (plain hand-off): workgroup 0 does everything, others leave. */
+const SINGLE = `
+  if (wid.x != 0u || step.n_tokens == 0u) { return; }
+  let t = 0u;
+  let n = 1u;`;
+const NO_DISCOVER = `
+  if (step.n_tokens == 0u) { return; }
+  let t = wid.x;
+  let n = nwg.x;`;
+
 /**
  * per-op: one entry point `op_<stage>` per stage; the dispatch's grid is the work split. Plain
- * activations: consecutive dispatches are ordered by the dispatch boundary. Like every kernel
- * shape, a step of no tokens (step.n_tokens = 0: the executor's launch measurement,
- * overheads.ts) returns at once.
+ * activations: consecutive dispatches are ordered by the dispatch boundary. Its prologue is the
+ * undiscovered fused form's (NO_DISCOVER): like every kernel shape, a step of no tokens
+ * (step.n_tokens = 0: the executor's launch measurement, overheads.ts) returns at once.
  */
 export function perOpModule(layout: Layout, stages: StageId[]): string {
   const entries = [...new Set(stages)].map(
-    (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) {
-  if (step.n_tokens == 0u) { return; }
-  s_${s}(wid.x, nwg.x, lid, disp.layer, 0u);
+    (s) => `@compute @workgroup_size(WG) fn op_${s}(${ENTRY_ARGS}) {${NO_DISCOVER}
+  s_${s}(t, n, lid, disp.layer, 0u);
 }`,
   );
   return composeModule(layout, stages, entries.join('\n'), false, 'plain');
@@ -128,20 +143,6 @@ function sequence(stages: readonly StageId[], before: readonly (boolean | string
     })
     .join('\n');
 }
-
-const DISCOVER = `
-  let t = discover(lid);
-  if (t == NONE || step.n_tokens == 0u) { return; }
-  let n = workgroupUniformLoad(&wg_count);`;
-/** A single-workgroup fused kernel (plain hand-off): workgroup 0 does everything, others leave. */
-const SINGLE = `
-  if (wid.x != 0u || step.n_tokens == 0u) { return; }
-  let t = 0u;
-  let n = 1u;`;
-const NO_DISCOVER = `
-  if (step.n_tokens == 0u) { return; }
-  let t = wid.x;
-  let n = nwg.x;`;
 
 /** per-layer: one entry point per call name, `call_<i>`; each is a whole call fused. */
 export function perLayerModule(layout: Layout, calls: Call[], handoff: Handoff): { code: string; entries: string[]; barriers: number[] } {
