@@ -65,7 +65,7 @@ export function formatReport(r: BenchReport, markdown = false): string {
         `(${d.barrierParticipants} of ${d.barrierWorkgroups} workgroups joined; ${d.stepParticipants} join with the executor's step poll budget), discovery ${f(d.discoverUs)} us per fused dispatch, ` +
         `copy ${f(d.copyGBps)} GB/s, engine matvec ${f(d.matvecGBps)} GB/s (per-op width) / ${f(d.fusedMatvecGBps)} GB/s (fused width), ` +
         `engine stages ${f(d.stageMsPerToken.perOp)} ms/token (per-op dispatches) / ${f(d.stageMsPerToken.fused)} ms/token (fused, running)` +
-        (d.stageMsPerToken.cold !== undefined ? ` / ${f(d.stageMsPerToken.cold)} ms/token (fused, first token of a dispatch)` : '') +
+        (d.stageMsPerToken.cold !== undefined ? ` / ${f(d.stageMsPerToken.cold)} ms/token (fused, first token of a dispatch${d.stageMsPerToken.perLayer === undefined ? '; per-layer\'s work' : ''})` : '') +
         (d.stageMsPerToken.perLayer !== undefined ? ` / ${f(d.stageMsPerToken.perLayer)} ms/token (per-layer dispatches)` : ''),
     );
     const calls = Object.entries(d.stageUsPerCall);

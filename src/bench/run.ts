@@ -20,7 +20,7 @@ import type { GpuExecutor } from '../engine/gpu-executor.ts';
 import { Session, parameterCount } from '../engine/session.ts';
 import { type DeviceMeasurements, type Measured, measureCopyBandwidth, measureDevice, median } from '../rdu-emulation/device-model/microbench.ts';
 import { type DeviceParameters, deviceParameters, modeStructure, predictMode } from '../rdu-emulation/device-model/model.ts';
-import type { StepOverheads } from '../engine/overheads.ts';
+import { type StepOverheads, medianOverheads } from '../engine/overheads.ts';
 import { passThrough } from '../engine/host-wait.ts';
 import { meanStepBytes } from './bytes.ts';
 import { type BenchMode, DEFAULT_MODES, parseModes } from './modes.ts';
@@ -391,9 +391,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const p: DeviceParameters = deviceParameters(gpu.name, dm, (executors[0]!.ex as GpuExecutor).schedule);
       const meanContext = bytes.kvRead / (cfg.nLayers * 2 * cfg.nKvHeads * cfg.headDim * 4);
       // Launch and round trip per mode, through the executor's own kernels and submit path (a
-      // large kernel costs more to launch than the microbenchmarks' empty one), the medians of
-      // the rounds' figures; discovery, when a kernel runs it, is inside the launch.
-      const overheads: StepOverheads[] = overheadRounds.map((rs) => ({ launch: median(rs.map((o) => o.launch)), roundTrip: median(rs.map((o) => o.roundTrip)) }));
+      // large kernel costs more to launch than the microbenchmarks' empty one): the median step
+      // of the rounds and its median round trip (medianOverheads); discovery, when a kernel runs
+      // it, is inside the launch.
+      const overheads: StepOverheads[] = overheadRounds.map(medianOverheads);
       report.predicted = executors.map(({ m, ex }, i) => {
         const g = ex as GpuExecutor;
         const s = modeStructure(g.schedule, m, g.gridBarriersPerToken, m.mode === 'per-op' ? undefined : g.stats.workgroups);

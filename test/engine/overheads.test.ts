@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import type { GpuExecutor } from '../../src/engine/gpu-executor.ts';
-import { measureOverheads } from '../../src/engine/overheads.ts';
+import { measureOverheads, medianOverheads } from '../../src/engine/overheads.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { modelsDir } from '../helpers/paths.ts';
@@ -24,6 +24,21 @@ describe('step overheads', () => {
     const o = await measureOverheads(async (copies) => { clock += 4 + copies + (++n % 3 === 0 ? 3 : 0); }, 9, () => clock);
     expect(o.launch * 1e3).toBeCloseTo(1, 9);
     expect(o.roundTrip * 1e3).toBeCloseTo(4, 9);
+  });
+
+  it('combines rounds as the median step and its median round trip, not two unrelated medians', () => {
+    // Launch and round trip trading off between rounds (a slow empty submit shrinks the launch).
+    const rounds = [{ launch: 0.05e-3, roundTrip: 0.2e-3 }, { launch: 0.15e-3, roundTrip: 0.1e-3 }, { launch: 0.18e-3, roundTrip: 0.12e-3 }];
+    const o = medianOverheads(rounds);
+    expect(o.roundTrip).toBeCloseTo(0.12e-3, 12);
+    // The median step is 0.25 ms (0.25, 0.25, 0.30); the medians apart would sum to 0.27.
+    expect(o.launch + o.roundTrip).toBeCloseTo(0.25e-3, 12);
+    expect(o.launch).toBeCloseTo(0.13e-3, 12);
+    // One round is itself.
+    const one = medianOverheads([rounds[1]!]);
+    expect(one.roundTrip).toBe(rounds[1]!.roundTrip);
+    expect(one.launch).toBeCloseTo(rounds[1]!.launch, 15);
+    expect(() => medianOverheads([])).toThrow(/no rounds/);
   });
 
   it("an executor measures its own mode's kernels: per-op launches 44 kernels a step, looped one", async () => {

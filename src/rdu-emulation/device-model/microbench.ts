@@ -90,8 +90,12 @@ export interface DeviceMeasurements {
    * to its launches (a dispatch after a different one runs colder than a repeated one).
    */
   perOpTokenSeconds: Measured;
-  /** The same for a token's per-layer dispatches (a decoder layer's stages a dispatch). */
-  perLayerTokenSeconds: Measured;
+  /**
+   * The same for a token's per-layer dispatches (a decoder layer's stages a dispatch); measured
+   * only where the fused kernels run several workgroups. With one, the per-layer dispatches run
+   * the cold token's bodies in turn and the model takes tokenColdSeconds (stage-bench.ts).
+   */
+  perLayerTokenSeconds?: Measured;
   /** Workgroups dispatched in the barrier benchmark (the fused kernels' count). */
   barrierGroups: number;
   /** Workgroups that occupancy discovery let take part in the barriers (per run). */
@@ -358,7 +362,7 @@ async function measureAll(t: MicrobenchTarget, opts: MicrobenchOptions, copyOnly
       tokenStagesSeconds,
       tokenColdSeconds,
       perOpTokenSeconds,
-      perLayerTokenSeconds,
+      ...(perLayerTokenSeconds ? { perLayerTokenSeconds } : {}),
       barrierGroups: groups,
       barrierParticipants: measured(counts),
       stepParticipants: measured(stepCounts),

@@ -20,7 +20,8 @@
  * so that
  *   t_token = bytes / (copyBW * eta) + dispatches * t_dispatch + barriers * t_barrier + t_rt / K,
  * the kernel term being, per mode (modeKernelSeconds): per-op and per-layer the work of a
- * token's per-op or per-layer dispatches in order (over the same dispatches with no work);
+ * token's per-op or per-layer dispatches in order (over the same dispatches with no work; for
+ * per-layer with one fused workgroup, the cold token: the same bodies, see stage-bench.ts);
  * looped:K the running rate plus the cold start (a token in a dispatch of its own) once per K.
  */
 import type { StageId } from '../../engine/schedule.ts';
@@ -69,7 +70,8 @@ export function stageCallsPerToken(schedule: Schedule): Map<StageId, number> {
  * a token's order (tokenStagesSeconds over the summed fused times): a stage repeated alone keeps
  * its weights in the CPU's caches, a token walks all of them (lavapipe, stories260K: 1.5x-2x).
  * Per-op's and per-layer's terms are their whole tokens' dispatches where measured
- * (perOpTokenSeconds, perLayerTokenSeconds, as measureDevice does); without the per-op token,
+ * (perOpTokenSeconds, perLayerTokenSeconds, as measureDevice does; per-layer's only with several
+ * fused workgroups, else modeKernelSeconds gives per-layer the cold token); without the per-op token,
  * per-op is the sum of its stage calls, each timed as a whole dispatch with `launch` (default the
  * tiny-dispatch figure) taken off.
  */

@@ -43,7 +43,8 @@ export interface StageMeasurements {
   tokenStagesSeconds: Measured;
   tokenColdSeconds: Measured;
   perOpTokenSeconds: Measured;
-  perLayerTokenSeconds: Measured;
+  /** Absent with one fused workgroup: per-layer's work is then the cold token (see below). */
+  perLayerTokenSeconds?: Measured;
 }
 
 /** The layers a schedule call runs its stages on (layer 0 for the prologue and epilogue). */
@@ -182,7 +183,14 @@ export async function measureStages(t: StageBenchTarget): Promise<StageMeasureme
     }
   });
   // The per-layer token: a dispatch per call of the same schedule at the fused width (a decoder
-  // layer's stages in one, on its layer; the others' stages one dispatch each).
+  // layer's stages in one, on its layer; the others' stages one dispatch each). With ONE
+  // workgroup (CPU adapters) the per-layer kernels neither discover nor meet at barriers: their
+  // dispatches run the cold token's bodies one after the other, each launch counted by the
+  // dispatch term, so the cold token is per-layer's work, measured as a difference of one-dispatch
+  // submits. The difference of per-layer's eight-dispatch submits carries eight launches' jitter
+  // (lavapipe, stories260K: 0.18-0.47 ms over runs of one build where the cold token read
+  // 0.19-0.29 and per-layer's decode moved by 1.3x at most); it is measured where the widths differ.
+  if (fusedWidth <= 1) return { stageSeconds, tokenStagesSeconds, tokenColdSeconds, perOpTokenSeconds };
   const layerPipe = await pipe('layer', fusedHandoff);
   const perLayerTokenSeconds = await added((pass) => {
     for (const c of scheduleCalls) {
