@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `npm run build` (also run by `prepare`, so installs from git and `npm pack` build it):
-// compiles src/ to JavaScript and .d.ts in dist/ (tsconfig.build.json), from a clean dist/.
+// compiles src/ to JavaScript and .d.ts in dist/ (tsconfig.build.json), from a clean dist/,
+// then bundles the demo page's scripts into web/dist/ (kloop.js, app.js; minified, without
+// source maps), which the package ships so that an installed `kloop demo` needs no bundler.
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,4 +14,12 @@ if (r.error) {
   console.error(`build: cannot run tsc (${r.error.message}); run it through npm run build, with the dev dependencies installed`);
   process.exit(1);
 }
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+rmSync(new URL('../web/dist', import.meta.url), { recursive: true, force: true });
+try {
+  const { buildWeb } = await import(new URL('../dist/browser/build.js', import.meta.url).href);
+  await buildWeb({ minify: true, sourcemap: false });
+} catch (e) {
+  console.error(`build: the browser bundles failed: ${e.message}`);
+  process.exit(1);
+}

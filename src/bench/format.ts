@@ -57,7 +57,10 @@ export function formatReport(r: BenchReport, markdown = false): string {
   const sp = Object.entries(r.speedups);
   if (sp.length > 0) out.push(`speedups: ${sp.map(([k, v]) => `${k} ${v.toFixed(2)}x`).join(', ')}`);
   const fused = r.results.find((m) => m.workgroups > 0);
-  if (fused) out.push(`fused dispatches: ${fused.workgroups} workgroups; grid barriers per token: ${r.results.filter((m) => m.gridBarriersPerToken > 0).map((m) => `${m.mode} ${f(m.gridBarriersPerToken)}`).join(', ')}`);
+  if (fused) {
+    const barriers = r.results.filter((m) => m.gridBarriersPerToken > 0).map((m) => `${m.mode} ${f(m.gridBarriersPerToken)}`);
+    out.push(`fused dispatches: ${fused.workgroups} workgroup${fused.workgroups === 1 ? '' : 's'}; grid barriers per token: ${barriers.length > 0 ? barriers.join(', ') : 'none'}`);
+  }
   if (r.deviceModel) {
     const d = r.deviceModel;
     out.push(

@@ -8,18 +8,16 @@
  */
 import * as esbuild from 'esbuild';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-const here = dirname(fileURLToPath(import.meta.url));
-export const repoRoot = resolve(here, '../..');
-export const webDir = join(repoRoot, 'web');
-export const distDir = join(webDir, 'dist');
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { browserSrcDir as here, distDir, repoRoot } from './paths.ts';
 
 export interface BuildOptions {
   /** Write web/dist (default true); false keeps the output in memory. */
   write?: boolean;
   minify?: boolean;
+  /** Linked source maps (default true; the package's prebuilt bundles ship without). */
+  sourcemap?: boolean;
 }
 
 export interface BuiltFile {
@@ -63,9 +61,10 @@ const common: esbuild.BuildOptions = {
 
 /** Builds both bundles (checked free of static Node imports); throws with esbuild's messages on an error. */
 export async function buildWeb(opts: BuildOptions = {}): Promise<BuiltFile[]> {
+  const sourcemap = opts.sourcemap === false ? false : 'linked';
   const results = await Promise.all([
-    esbuild.build({ ...common, write: false, minify: opts.minify, entryPoints: { kloop: join(here, 'index.ts') }, plugins: [browserFs] }),
-    esbuild.build({ ...common, write: false, minify: opts.minify, entryPoints: { app: join(here, 'app.ts') }, plugins: [libraryExternal] }),
+    esbuild.build({ ...common, write: false, minify: opts.minify, sourcemap, entryPoints: { kloop: join(here, 'index.ts') }, plugins: [browserFs] }),
+    esbuild.build({ ...common, write: false, minify: opts.minify, sourcemap, entryPoints: { app: join(here, 'app.ts') }, plugins: [libraryExternal] }),
   ]);
   const files: BuiltFile[] = [];
   for (const r of results) {
@@ -95,7 +94,7 @@ export function checkNoStaticNodeImports(files: BuiltFile[]): void {
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  const files = await buildWeb({ minify: process.argv.includes('--minify') });
+  const files = await buildWeb({ minify: process.argv.includes('--minify'), sourcemap: !process.argv.includes('--no-sourcemap') });
   for (const f of files) console.log(`web/dist/${f.name}  ${(f.contents.length / 1024).toFixed(1)} KiB`);
   console.log(`built in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
 }

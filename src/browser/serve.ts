@@ -1,14 +1,15 @@
 /**
- * The demo server (`kloop demo`, src/cli/demo.ts): builds the browser bundles (esbuild) and
- * serves the demo page on 127.0.0.1 only:
+ * The demo server (`kloop demo`, src/cli/demo.ts): builds the browser bundles (esbuild; an
+ * installed package serves the prebuilt ones) and serves the demo page on 127.0.0.1 only:
  *
  *   /                 web/index.html (and the other files of web/)
- *   /dist/*           the bundles, built at start and kept in memory
+ *   /dist/*           the bundles, built at start (or read) and kept in memory
  *   /models/          JSON list of the models under the models folder (llama2.c .bin with their
  *                     tokenizer, .gguf), what the page's model picker shows
  *   /models/<path>    the model files themselves
  *
- * The models folder is --models DIR, else $KLOOP_MODELS, else the repository's weights/.
+ * The models folder is --models DIR, else $KLOOP_MODELS, else the default model's home
+ * (the checkout's weights/, or an installed package's cache folder: loader/resolve.ts).
  * Requests whose Host is not a loopback name are refused (no DNS rebinding onto the models).
  */
 import { createReadStream } from 'node:fs';
@@ -19,15 +20,41 @@ import { extname, join, relative, resolve, sep } from 'node:path';
 import { KloopError } from '../errors.ts';
 import { findLlama2cTokenizer } from '../loader/index.ts';
 import { parseLlama2cHeader } from '../loader/llama2c.ts';
-import { type BuiltFile, buildWeb, repoRoot, webDir } from './build.ts';
+import type { BuiltFile } from './build.ts';
+import { distDir, haveBrowserSources, webDir } from './paths.ts';
+import { defaultModelsHome } from '../loader/resolve.ts';
 
 export const DEFAULT_PORT = 8080;
 const HOST = '127.0.0.1';
 
 
-/** The models folder: $KLOOP_MODELS, else <repo>/weights. */
+/** The models folder: $KLOOP_MODELS, else where the default model is kept (weights/ in a checkout). */
 export function defaultModelsDir(env: Record<string, string | undefined> = process.env): string {
-  return env.KLOOP_MODELS ? resolve(env.KLOOP_MODELS) : join(repoRoot, 'weights');
+  return env.KLOOP_MODELS ? resolve(env.KLOOP_MODELS) : defaultModelsHome(env);
+}
+
+/**
+ * The page's bundles: built in memory from the sources in a checkout (esbuild, a development
+ * dependency, loaded only then), else the prebuilt ones an installed package ships in web/dist.
+ */
+async function loadBundles(): Promise<Map<string, BuiltFile>> {
+  if (haveBrowserSources()) {
+    try {
+      const { buildWeb } = await import('./build.ts');
+      return new Map((await buildWeb({ write: false })).map((f) => [f.name, f]));
+    } catch (e) {
+      throw new KloopError(`demo: the browser bundle failed to build: ${(e as Error).message}`);
+    }
+  }
+  const files = new Map<string, BuiltFile>();
+  for (const name of ['kloop.js', 'app.js']) {
+    try {
+      files.set(name, { name, contents: await readFile(join(distDir, name)) });
+    } catch {
+      throw new KloopError(`demo: the browser bundle ${join(distDir, name)} is missing (build it with npm run build:web in a checkout)`);
+    }
+  }
+  return files;
 }
 
 /** One entry of the /models/ list. */
@@ -137,12 +164,7 @@ export interface DemoServer {
 /** Builds the bundles and starts the server on 127.0.0.1. */
 export async function startDemoServer(opts: DemoServerOptions = {}): Promise<DemoServer> {
   const modelsDir = resolve(opts.modelsDir ?? defaultModelsDir());
-  let dist: Map<string, BuiltFile>;
-  try {
-    dist = new Map((await buildWeb({ write: false })).map((f) => [f.name, f]));
-  } catch (e) {
-    throw new KloopError(`demo: the browser bundle failed to build: ${(e as Error).message}`);
-  }
+  const dist = await loadBundles();
   const port = opts.port ?? DEFAULT_PORT;
   let realRoot: string | undefined;
   const modelsRoot = async (): Promise<string | undefined> => (realRoot ??= await realpath(modelsDir).catch(() => undefined));

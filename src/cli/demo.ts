@@ -7,7 +7,8 @@ import { intFlag, parseFlags, pathFlag } from './args.ts';
 
 export const DEMO_USAGE = `usage: kloop demo [--port N] [--models DIR]
   --port N      port on 127.0.0.1 (default ${DEFAULT_PORT}; 0 picks a free one)
-  --models DIR  folder of models to offer (default $KLOOP_MODELS, else weights/)
+  --models DIR  folder of models to offer (default $KLOOP_MODELS, else weights/, or an
+                installed package's cache folder)
 Serves the browser demo: pick a model, stream tokens in any mode, compare the modes on your GPU.
 `;
 

@@ -155,7 +155,9 @@ let dawn: DawnModule | undefined;
 async function loadDawn(): Promise<DawnModule> {
   if (dawn) return dawn;
   // Let the Vulkan loader see SwiftShader next to the system drivers, as a last resort.
-  const fs = await import('node:fs');
+  // Module names in variables, so that a browser bundler leaves these Node-only imports alone.
+  const fsModule = 'node:fs';
+  const fs = (await import(/* @vite-ignore */ fsModule)) as typeof import('node:fs');
   const env = process.env;
   if (!env.VK_ICD_FILENAMES && !env.VK_DRIVER_FILES && !env.VK_ADD_DRIVER_FILES && fs.existsSync(SWIFTSHADER_ICD)) {
     env.VK_ADD_DRIVER_FILES = SWIFTSHADER_ICD;
@@ -216,7 +218,17 @@ async function openDevice(gpu: GPU, adapter: GPUAdapter, name: string): Promise<
 }
 
 /**
- * Opens the best adapter, or the one whose name contains `want`. Says on stderr when it falls
+ * Whether adapter `name` is the one asked for: its name contains `want` (any case); "lavapipe",
+ * the Vulkan driver's name, also picks the adapter Dawn names after its JIT, llvmpipe.
+ */
+export function adapterMatches(name: string, want: string): boolean {
+  const n = name.toLowerCase();
+  const w = want.toLowerCase();
+  return n.includes(w) || (w === 'lavapipe' && n.includes('llvmpipe'));
+}
+
+/**
+ * Opens the best adapter, or the one whose name contains `want` (adapterMatches). Says on stderr when it falls
  * back to SwiftShader; throws a KloopError saying what to install when nothing is found.
  */
 export async function acquireDevice(want?: string, log: (s: string) => void = (s) => console.error(s)): Promise<AcquiredDevice> {
@@ -236,8 +248,8 @@ export async function acquireDevice(want?: string, log: (s: string) => void = (s
   if (names.length === 0) throw new KloopError(`WebGPU: no adapter found; ${INSTALL_HINT}`);
   let name: string;
   if (want) {
-    const found = names.find((n) => n.toLowerCase().includes(want.toLowerCase()));
-    if (!found) throw new KloopError(`--adapter ${want}: no such adapter (available: ${names.join('; ')})`);
+    const found = names.find((n) => adapterMatches(n, want));
+    if (!found) throw new KloopError(`adapter '${want}': no such WebGPU adapter (available: ${names.join('; ')})`);
     name = found;
   } else {
     name = [...names].sort((a, b) => rank(a) - rank(b))[0];

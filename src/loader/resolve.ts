@@ -1,12 +1,15 @@
 /**
- * The default model (stories260K): $KLOOP_MODELS/stories260K/, else <repo>/weights/stories260K/,
- * else ../shared/models/stories260K/ beside the checkout,
- * else downloaded from Hugging Face (karpathy/tinyllamas) into <repo>/weights/stories260K with
- * a progress bar on stderr and a sha256 check.
+ * The default model (stories260K): $KLOOP_MODELS/stories260K/, else its home (a checkout's
+ * weights/stories260K/; an installed package's $XDG_CACHE_HOME/kloop/models/stories260K/, by
+ * default under ~/.cache, not inside node_modules, which a reinstall wipes and a global install
+ * may not let us write), else ../shared/models/stories260K/ beside a checkout,
+ * else downloaded from Hugging Face (karpathy/tinyllamas) into its home with a progress bar on
+ * stderr and a sha256 check.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join, resolve, dirname } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KloopError } from '../errors.ts';
 
@@ -32,16 +35,25 @@ export interface ResolveOptions {
 
 const defaultRepoRoot = (): string => resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** Whether `root` is an installed package (inside node_modules) rather than a checkout. */
+const installed = (root: string): boolean => resolve(root).split(sep).includes('node_modules');
+
+/** The folder that holds the default model's folder: see the module's comment. */
+export function defaultModelsHome(env: Record<string, string | undefined> = process.env, repoRoot = defaultRepoRoot()): string {
+  if (!installed(repoRoot)) return join(repoRoot, 'weights');
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kloop', 'models');
+}
+
 /** Path of stories260K.bin, downloading it (and tok512.bin) when no local copy exists. */
 export async function resolveDefaultModel(opts: ResolveOptions = {}): Promise<string> {
   const env = opts.env ?? process.env;
   const repoRoot = opts.repoRoot ?? defaultRepoRoot();
   const candidates: string[] = [];
   if (env.KLOOP_MODELS) candidates.push(join(env.KLOOP_MODELS, DEFAULT_MODEL));
-  const weightsDir = join(repoRoot, 'weights', DEFAULT_MODEL);
+  const weightsDir = join(defaultModelsHome(env, repoRoot), DEFAULT_MODEL);
   candidates.push(weightsDir);
-  // A shared models folder beside the checkout (the layout the tests and CI use).
-  candidates.push(join(repoRoot, '..', 'shared', 'models', DEFAULT_MODEL));
+  // A shared models folder beside a checkout (the layout the tests and CI use).
+  if (!installed(repoRoot)) candidates.push(join(repoRoot, '..', 'shared', 'models', DEFAULT_MODEL));
   for (const dir of candidates) {
     if (await allFiles(dir)) return join(dir, DEFAULT_MODEL_FILES[0]!.name);
   }

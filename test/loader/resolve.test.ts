@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { modelsDir } from '../helpers/paths.ts';
-import { resolveDefaultModel } from '../../src/loader/resolve.ts';
+import { defaultModelsHome, resolveDefaultModel } from '../../src/loader/resolve.ts';
 import { expectKloopError } from './helpers.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'kloop-resolve-'));
@@ -61,5 +61,23 @@ describe('resolveDefaultModel', () => {
     ]);
     expect(out).toMatch(/downloading stories260K\.bin \[#{30}\] 100%/);
     expect(readFileSync(p).equals(readFileSync(path.join(modelsDir, 'stories260K/stories260K.bin')))).toBe(true);
+  });
+
+  it('an installed package keeps the model in the user cache, not in node_modules', async () => {
+    const pkg = path.join(tmp, 'app', 'node_modules', 'kloop');
+    const cache = path.join(tmp, 'cache');
+    expect(defaultModelsHome({ XDG_CACHE_HOME: cache }, pkg)).toBe(path.join(cache, 'kloop', 'models'));
+    expect(defaultModelsHome({}, pkg)).toMatch(/[\\/]\.cache[\\/]kloop[\\/]models$/);
+    expect(defaultModelsHome({ XDG_CACHE_HOME: cache }, path.join(tmp, 'checkout'))).toBe(path.join(tmp, 'checkout', 'weights'));
+    // A shared models folder beside node_modules/kloop is not looked at; the download goes to the cache.
+    const shared = path.join(tmp, 'app', 'node_modules', 'shared', 'models', 'stories260K');
+    mkdirSync(shared, { recursive: true });
+    for (const f of ['stories260K.bin', 'tok512.bin']) copyFileSync(path.join(modelsDir, 'stories260K', f), path.join(shared, f));
+    const serve = async (url: string) => new Response(readFileSync(path.join(modelsDir, 'stories260K', url.split('/').pop()!)));
+    const p = await resolveDefaultModel({ env: { XDG_CACHE_HOME: cache }, repoRoot: pkg, fetch: serve, stderr: quiet });
+    expect(p).toBe(path.join(cache, 'kloop', 'models', 'stories260K', 'stories260K.bin'));
+    expect(existsSync(path.join(pkg, 'weights'))).toBe(false);
+    // Found there the next time, without the network.
+    expect(await resolveDefaultModel({ env: { XDG_CACHE_HOME: cache }, repoRoot: pkg, fetch: noFetch, stderr: quiet })).toBe(p);
   });
 });

@@ -6,8 +6,8 @@
  * node_modules stays small. KLOOP_SKIP_PACK=1 skips it (a machine without the npm cache or
  * registry).
  */
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,8 @@ describe.skipIf(process.env.KLOOP_SKIP_PACK === '1')('the packed package install
     expect(files).toContain('package/dist/index.d.ts');
     expect(files).toContain('package/dist/server/http.js');
     expect(files).toContain('package/bin/kloop.mjs');
+    // The demo page's prebuilt bundles (an installed package has no sources to bundle) and the license.
+    for (const f of ['web/index.html', 'web/dist/kloop.js', 'web/dist/app.js', 'LICENSE']) expect(files).toContain(`package/${f}`);
     expect(files.filter((f) => /^package\/(src|test|bench|scripts|weights)\//.test(f))).toEqual([]);
     const installed = await readdir(path.join(app, 'node_modules'));
     expect(installed).not.toContain('tsx');
@@ -95,24 +97,67 @@ describe.skipIf(process.env.KLOOP_SKIP_PACK === '1')('the packed package install
     expect(help.stdout).toMatch(/^usage: kloop serve/);
   });
 
+  it('a browser bundler takes kloop and kloop/browser as they are (no externals, no Node module reached)', async () => {
+    await writeFile(path.join(app, 'page.mjs'), "import { loadModel, createGenerator } from 'kloop';\nimport { openSession } from 'kloop/browser';\nconsole.log(loadModel, createGenerator, openSession);\n");
+    const esbuild = path.join(repoRoot, 'node_modules', '.bin', 'esbuild');
+    await run(esbuild, ['page.mjs', '--bundle', '--platform=browser', '--format=esm', '--outfile=page.bundle.js', '--log-level=error'], app);
+    const text = await readFile(path.join(app, 'page.bundle.js'), 'utf8');
+    expect(text).toContain('navigator');
+    expect(text).not.toMatch(/^\s*import\s[^;]*from\s*["'](node:[^"']+|webgpu)["']/m);
+  });
+
+  it('kloop demo serves the page and its prebuilt bundles, with no bundler installed', async () => {
+    expect((await run(npx, ['--no-install', 'kloop', 'demo', '--help'], app)).stdout).toMatch(/^usage: kloop demo/);
+    const bin = path.join(app, 'node_modules', 'kloop', 'bin', 'kloop.mjs');
+    const child = spawn(process.execPath, [bin, 'demo', '--port', '0', '--models', modelsDir], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d));
+      const url = await new Promise<string>((ok, fail) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+          const m = /serving (http:\/\/\S+)/.exec(out);
+          if (m) ok(m[1]!.replace(/\/$/, ''));
+        });
+        child.on('exit', (code) => fail(new Error(`kloop demo exited (${code}): ${out}${err}`)));
+      });
+      for (const p of ['/', '/dist/kloop.js', '/dist/app.js']) {
+        const r = await fetch(url + p);
+        expect(r.status, p).toBe(200);
+        expect((await r.text()).length, p).toBeGreaterThan(100);
+      }
+      const models = (await (await fetch(url + '/models/')).json()) as { models: { name: string }[] };
+      expect(models.models.map((m) => m.name)).toContain('stories260K');
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
   it('a TypeScript consumer type-checks against the shipped .d.ts (and a wrong use fails)', async () => {
     const good = [
-      "import { loadModel, createGenerator, KloopError, type LoadedModel, type GeneratedToken } from 'kloop';",
+      "import { openSession, loadModel, createGenerator, KloopError, type LoadedModel, type GeneratedToken } from 'kloop';",
       "const model: LoadedModel = await loadModel('model.bin');",
       "for await (const t of createGenerator(model, { prompt: 'hi', mode: 'reference', maxTokens: 4 })) {",
       '  const tok: GeneratedToken = t;',
       '  console.log(tok.text, tok.id + 1);',
       '}',
       "export const e = new KloopError('x');",
+      // WebGPU's types come with the package (no DOM lib here).
+      "const device: GPUDevice = (await openSession(model).device()).device;",
+      'export const limit: number = device.limits.maxBufferSize;',
     ].join('\n');
     const bad = ["import { loadModel } from 'kloop';", "const n: number = (await loadModel('model.bin')).name;", 'export { n };'].join('\n');
-    await writeFile(path.join(app, 'good.ts'), good);
-    await writeFile(path.join(app, 'bad.ts'), bad);
-    const tsconfig = (file: string) => ({
+    // A member WebGPU does not have is an error, not an `any`.
+    const badGpu = ["import { loadModel, openSession } from 'kloop';", "const s = openSession(await loadModel('model.bin'));", 'export const x = (await s.device()).device.noSuchMember;'].join('\n');
+    // A browser bundler (the "browser" condition) gets the browser entry's types: no Node-only exports.
+    const browser = ["import { loadModel, convertToHF } from 'kloop';", 'export { loadModel, convertToHF };'].join('\n');
+    for (const [name, text] of Object.entries({ good, bad, badGpu, browser })) await writeFile(path.join(app, `${name}.ts`), text);
+    const tsconfig = (file: string, bundler = false) => ({
       compilerOptions: {
         target: 'ES2022',
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
+        lib: ['ES2022', 'DOM'],
+        ...(bundler ? { module: 'ESNext', moduleResolution: 'Bundler', customConditions: ['browser'] } : { module: 'NodeNext', moduleResolution: 'NodeNext' }),
         strict: true,
         noEmit: true,
         skipLibCheck: false,
@@ -121,10 +166,14 @@ describe.skipIf(process.env.KLOOP_SKIP_PACK === '1')('the packed package install
       },
       files: [file],
     });
-    await writeFile(path.join(app, 'tsconfig.good.json'), JSON.stringify(tsconfig('good.ts')));
-    await writeFile(path.join(app, 'tsconfig.bad.json'), JSON.stringify(tsconfig('bad.ts')));
+    for (const name of ['good', 'bad', 'badGpu']) await writeFile(path.join(app, `tsconfig.${name}.json`), JSON.stringify(tsconfig(`${name}.ts`)));
+    await writeFile(path.join(app, 'tsconfig.bundler.json'), JSON.stringify(tsconfig('good.ts', true)));
+    await writeFile(path.join(app, 'tsconfig.browser.json'), JSON.stringify(tsconfig('browser.ts', true)));
     const tsc = path.join(repoRoot, 'node_modules', '.bin', 'tsc');
     await run(tsc, ['-p', 'tsconfig.good.json'], app);
+    await run(tsc, ['-p', 'tsconfig.bundler.json'], app);
     await expect(run(tsc, ['-p', 'tsconfig.bad.json'], app)).rejects.toThrow(/TS2322/);
+    await expect(run(tsc, ['-p', 'tsconfig.badGpu.json'], app)).rejects.toThrow(/TS2339[^\n]*noSuchMember/);
+    await expect(run(tsc, ['-p', 'tsconfig.browser.json'], app)).rejects.toThrow(/TS2305[^\n]*convertToHF|TS2724[^\n]*convertToHF/);
   });
 });
