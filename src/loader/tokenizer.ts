@@ -43,8 +43,8 @@ const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 
 /**
  * Read a llama2.c tokenizer .bin: int32 max_token_length, then per token {f32 score,
- * int32 length, bytes}. Reads `count` tokens when given (the model's vocab size), else until
- * the end of the file. Ids 0/1/2 are <unk>/<s>/</s>; "<0xNN>" pieces are byte fallback;
+ * int32 length, bytes}. Reads `count` tokens when given (the model's vocab size; the file must
+ * end there), else until the end of the file. Ids 0/1/2 are <unk>/<s>/</s>; "<0xNN>" pieces are byte fallback;
  * a space in a piece stands for "▁".
  */
 export function parseLlama2cTokenizer(buf: Uint8Array, path: string, count?: number): SpmVocab {
@@ -76,6 +76,9 @@ export function parseLlama2cTokenizer(buf: Uint8Array, path: string, count?: num
     scores.push(score);
   }
   need(pieces.length >= 3, path, `tokenizer has ${pieces.length} tokens (at least <unk>, <s>, </s> expected)`);
+  // llama2.c writes exactly vocab_size tokens: more is another model's tokenizer, whose ids past
+  // the model's vocabulary would be cut off and whose pieces would not be the model's.
+  if (count !== undefined) need(o === buf.length, path, `the tokenizer holds more than the model's ${count} tokens (${buf.length - o} bytes after token ${count - 1}): the tokenizer of another model?`);
   const types = pieces.map((p, i) => {
     if (i === 0) return PieceType.Unknown;
     if (i === 1 || i === 2) return PieceType.Control;

@@ -69,6 +69,16 @@ describe('llama2.c checkpoints', () => {
     expect(m.tokenizer.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
   });
 
+  it("refuses another model's larger tokenizer (llama2.c writes exactly vocab_size tokens)", async () => {
+    const llama2 = path.join(modelsDir, 'llama2-tokenizer/tokenizer.bin');
+    await expectKloopError(loadModel(stories, { tokenizer: llama2 }), /tokenizer\.bin: the tokenizer holds more than the model's 512 tokens \(\d+ bytes after token 511\)/);
+    // One byte too many is enough.
+    const dir = mkdtempSync(path.join(tmp, 'tok-'));
+    const tok = path.join(dir, 'tok.bin');
+    writeFileSync(tok, Buffer.concat([readFileSync(path.join(modelsDir, 'stories260K/tok512.bin')), Buffer.from([0])]));
+    await expectKloopError(loadModel(stories, { tokenizer: tok }), /more than the model's 512 tokens \(1 bytes after token 511\)/);
+  });
+
   it('reads a separate classifier when vocab_size is negative', async () => {
     const raw = readFileSync(stories);
     const dir = mkdtempSync(path.join(tmp, 'wcls-'));
