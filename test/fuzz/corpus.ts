@@ -218,6 +218,14 @@ export function llama2cTokMutators(b: Uint8Array, count?: number): Mutator[] {
         return { bytes: out, desc: `piece at ${c.scorePos} made a copy of the piece at ${a.scorePos}`, expect: 'error' };
       },
     },
+    ...(count === undefined || readEnd !== b.length ? [] : [{
+      // A model of `count` tokens takes a file of exactly `count` (more is another model's tokenizer).
+      kind: 'trailing-bytes',
+      make: (r: Rng) => {
+        const extra = r.pick([1, 4, 8, r.range(1, 4096)]);
+        return { bytes: concat(b, r.bytes(extra)), desc: `${extra} bytes appended`, expect: 'error' as const };
+      },
+    }]),
     {
       kind: 'byte-flip',
       make: (r) => {
