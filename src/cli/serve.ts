@@ -6,6 +6,7 @@
 import { KloopError } from '../errors.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
 import { intFlag, modeFlag, nonEmpty, parseFlags, pathFlag } from './args.ts';
+import { checkModelsEnv } from './engine.ts';
 import type { Io } from './io.ts';
 import { DEFAULT_MAX_QUEUE, DEFAULT_PORT, startServer } from '../server/http.ts';
 import { openModelHost } from '../server/model-host.ts';
@@ -56,6 +57,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const k = f['tokens-per-dispatch'] === undefined ? undefined : intFlag('tokens-per-dispatch', f['tokens-per-dispatch'], 1, MAX_TOKENS_PER_DISPATCH);
   const context = f.context === undefined ? undefined : intFlag('context', f.context, 1);
 
+  if (f.model === undefined) checkModelsEnv(io);
   const model = await openModelHost({
     model: pathFlag('model', f.model),
     tokenizer: pathFlag('tokenizer', f.tokenizer),
@@ -70,7 +72,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   try {
     server = await startServer(model, { host, port, maxQueue, log: (line) => io.err(`${line}\n`) });
   } catch (e) {
-    model.close();
+    await model.close();
     const err = e as NodeJS.ErrnoException;
     throw new KloopError(`--host ${host} --port ${port}: cannot listen (${err.code ?? err.message})`);
   }
@@ -87,7 +89,9 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', stop);
   });
   io.err('kloop serve: shutting down\n');
+  // The server ends every request first (a running generation stops at its next token): the
+  // device is destroyed only once nothing runs on it.
   await server.close();
-  model.close();
+  await model.close();
   return 0;
 }

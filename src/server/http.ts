@@ -10,9 +10,14 @@
  * first served (RequestQueue); a full queue answers 429. A client that goes away (a closed
  * connection, mid-stream or while waiting) stops its generation at the next token or leaves the
  * queue. Every error is OpenAI-shaped JSON with its status; no request can stop the server.
+ *
+ * close() shuts down in order: no new requests (503), waiting ones refused (503), the running
+ * generation stopped at its next token (a stream ends with an error event and `data: [DONE]`, a
+ * plain request gets a 503), and only once every request is done does it resolve: the host can
+ * then be closed safely.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ModelHost } from './model-host.ts';
 import {
   ApiError,
@@ -51,7 +56,11 @@ export interface RunningServer {
   /** http://host:port */
   readonly url: string;
   readonly queue: RequestQueue;
-  /** Stops accepting, ends open connections, resolves once closed (the host stays open). */
+  /**
+   * Stops accepting, ends every request (503, or an error event mid-stream) with its generation
+   * stopped at the next token, resolves once they are done and the connections closed (the
+   * host stays open). Safe to call twice.
+   */
   close(): Promise<void>;
 }
 
@@ -59,28 +68,58 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_MAX_QUEUE = 64;
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
+/** After close(), connections still open (a client that does not read its answer) are cut after this. */
+const CLOSE_GRACE_MS = 2000;
+
 class BodyTooLarge extends Error {}
 
-/** Reads the body up to `limit` bytes; throws BodyTooLarge past it (without reading the rest). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** A request being handled: its response, its connection, what stops it, and its end. */
+interface ActiveRequest {
+  res: ServerResponse;
+  socket: Socket;
+  stop: AbortController;
+  done?: Promise<void>;
+}
+
+/**
+ * Reads the body up to `limit` bytes; throws BodyTooLarge past it (without reading the rest),
+ * the signal's reason when it aborts first.
+ */
+function readBody(req: IncomingMessage, limit: number, signal: AbortSignal): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge());
+  if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
+    const fail = (e: unknown) => {
+      req.off('data', onData);
+      signal.removeEventListener('abort', onAbort);
+      reject(e);
+    };
+    const onAbort = () => fail(signal.reason);
     const onData = (b: Buffer) => {
       size += b.length;
-      if (size > limit) {
-        req.off('data', onData);
-        reject(new BodyTooLarge());
-        return;
-      }
-      parts.push(b);
+      if (size > limit) fail(new BodyTooLarge());
+      else parts.push(b);
     };
+    signal.addEventListener('abort', onAbort, { once: true });
     req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(parts)));
-    req.on('error', reject);
+    req.on('end', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(Buffer.concat(parts));
+    });
+    req.on('error', fail);
+    req.on('close', () => fail(new Error('the connection closed before the body was read')));
   });
+}
+
+/** Content-Encoding of a request body, when it is not identity (the server reads plain bodies only). */
+function bodyEncoding(req: IncomingMessage): string | undefined {
+  const v = req.headers['content-encoding'];
+  if (v === undefined) return undefined;
+  const codings = v.split(',').map((c) => c.trim().toLowerCase());
+  return codings.every((c) => c === '' || c === 'identity') ? undefined : v.trim().slice(0, 100);
 }
 
 /** Bytes of an oversized body read and dropped (so that the client gets its 413) before the connection is cut. */
@@ -88,25 +127,35 @@ const DRAIN_LIMIT_BYTES = 64 << 20;
 
 /**
  * Reads and drops the rest of a refused body, so that the client, still writing it, can read
- * the answer. Resolves true once it has all been read, false past `limit` bytes (the
- * connection must then be closed).
+ * the answer. Resolves true once it has all been read, false past `limit` bytes or when the
+ * signal aborts first (the connection must then be closed).
  */
-function drain(req: IncomingMessage, limit: number): Promise<boolean> {
+function drain(req: IncomingMessage, limit: number, signal: AbortSignal): Promise<boolean> {
   req.removeAllListeners('data');
   if (req.complete) return Promise.resolve(true);
   return new Promise((resolve) => {
     let dropped = 0;
+    const stop = () => {
+      req.off('data', onData);
+      signal.removeEventListener('abort', stop);
+      req.pause();
+      resolve(false);
+    };
     const onData = (b: Buffer) => {
       dropped += b.length;
-      if (dropped > limit) {
-        req.off('data', onData);
-        req.pause();
-        resolve(false);
-      }
+      if (dropped > limit) stop();
     };
+    if (signal.aborted) return stop();
+    signal.addEventListener('abort', stop, { once: true });
     req.on('data', onData);
-    req.once('end', () => resolve(true));
-    req.once('close', () => resolve(req.complete));
+    req.once('end', () => {
+      signal.removeEventListener('abort', stop);
+      resolve(true);
+    });
+    req.once('close', () => {
+      signal.removeEventListener('abort', stop);
+      resolve(req.complete);
+    });
     req.resume();
   });
 }
@@ -128,10 +177,14 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
   const maxBody = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const queue = new RequestQueue(o.maxQueue ?? DEFAULT_MAX_QUEUE);
   const log = o.log ?? (() => {});
+  const active = new Set<ActiveRequest>();
+  let closing: Promise<void> | undefined;
+  const shuttingDown = (detail?: string) =>
+    new ApiError(503, `the server is shutting down${detail ? `: ${detail}` : ''}`, 'server_error', null, 'server_shutting_down');
 
   const modelObject = () => ({ id: host.id, object: 'model', created: host.created, owned_by: 'kloop' });
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, stop: AbortController): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
@@ -155,13 +208,17 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
     const endpoint: Endpoint | undefined = path === '/v1/completions' ? 'completions' : path === '/v1/chat/completions' ? 'chat' : undefined;
     if (!endpoint) throw new ApiError(404, `${method} ${path}: no such route`, 'invalid_request_error', null, 'unknown_url');
     route('POST');
+    const encoding = bodyEncoding(req);
+    if (encoding !== undefined) {
+      throw new ApiError(415, `Content-Encoding '${encoding}' is not supported: send the request body uncompressed`, 'invalid_request_error', null, 'unsupported_content_encoding');
+    }
     let body: unknown;
     try {
-      const raw = await readBody(req, maxBody);
+      const raw = await readBody(req, maxBody, stop.signal);
       body = JSON.parse(raw.toString('utf8'));
     } catch (e) {
       if (e instanceof BodyTooLarge) {
-        const drained = await drain(req, DRAIN_LIMIT_BYTES);
+        const drained = await drain(req, DRAIN_LIMIT_BYTES, stop.signal);
         if (!drained) res.on('finish', () => req.socket.destroy());
         sendError(res, new ApiError(413, `request body larger than ${maxBody} bytes`, 'invalid_request_error', null, 'request_too_large'), drained ? {} : { Connection: 'close' });
         return;
@@ -171,7 +228,7 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
     }
     const parsed = parseRequest(endpoint, body);
     if (parsed.model !== undefined && parsed.model !== host.id) throw unknownModel(parsed.model);
-    await complete(parsed, res);
+    await complete(parsed, res, stop);
   }
 
   const unknownModel = (id: string) => new ApiError(404, `The model '${id}' does not exist (this server has '${host.id}')`, 'invalid_request_error', 'model', 'model_not_found');
@@ -208,28 +265,36 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
     return { tokens, stops };
   }
 
-  async function complete(p: ParsedRequest, res: ServerResponse): Promise<void> {
+  /**
+   * Runs a request once its turn comes. `stop` aborts when the client goes away (nothing more is
+   * written) or the server shuts down (its reason, a 503, is the answer).
+   */
+  async function complete(p: ParsedRequest, res: ServerResponse, stop: AbortController): Promise<void> {
     const { tokens: promptTokens, stops } = promptOf(p);
     const room = host.contextLength - promptTokens.length;
     const maxTokens = Math.min(p.maxTokens ?? (p.endpoint === 'chat' ? room : DEFAULT_COMPLETION_MAX_TOKENS), room);
     const head = { id: newId(p.endpoint), created: Math.floor(Date.now() / 1000), model: host.id };
-    const gone = new AbortController();
+    let gone = false;
     res.on('close', () => {
-      if (!res.writableFinished) gone.abort(new Error('client disconnected'));
+      if (res.writableFinished) return;
+      gone = true;
+      stop.abort(new Error('client disconnected'));
     });
     let release: () => void;
     try {
-      release = await queue.acquire(gone.signal);
+      release = await queue.acquire(stop.signal);
     } catch (e) {
       if (e instanceof QueueFullError) {
         throw new ApiError(429, e.message, 'rate_limit_error', null, 'queue_full');
       }
-      return; // the client went away while waiting
+      if (gone) return; // the client went away while waiting
+      throw e;
     }
     try {
-      if (gone.signal.aborted) return;
+      if (gone) return;
+      if (stop.signal.aborted) throw stop.signal.reason;
       const write = (obj: unknown) => {
-        if (!gone.signal.aborted) res.write(`data: ${JSON.stringify(obj)}\n\n`);
+        if (!gone) res.write(`data: ${JSON.stringify(obj)}\n\n`);
       };
       if (p.stream) {
         res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
@@ -244,6 +309,7 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
       };
       let finish: FinishReason = 'length';
       let generated = 0;
+      let cut = false;
       const gen = host.generate({ promptTokens, maxTokens, sampling: p.sampling });
       try {
         for (;;) {
@@ -261,7 +327,10 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
           // otherwise hold it for a whole generation, and neither stream writes nor a client's
           // disconnect nor new requests would be seen until the end.
           await new Promise<void>((r) => setImmediate(r));
-          if (gone.signal.aborted) break; // frees the model at the next token
+          if (stop.signal.aborted) {
+            cut = true; // frees the model at the next token
+            break;
+          }
           const m = matcher.push(r.value.text);
           emit(m.text);
           if (m.stopped) {
@@ -272,7 +341,8 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
       } finally {
         await gen.return(undefined as never).catch(() => {});
       }
-      if (gone.signal.aborted) return;
+      if (gone) return;
+      if (cut) throw shuttingDown(`the generation was stopped after ${generated} tokens`);
       const u = usage(promptTokens.length, generated);
       if (p.stream) {
         write(streamChunk(p.endpoint, head, {}, finish, p.includeUsage));
@@ -285,7 +355,7 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
       if (res.headersSent) {
         // Mid-stream: an error event, then the end of the stream.
         const err = e instanceof ApiError ? e : new ApiError(500, `generation failed: ${(e as Error).message}`, 'server_error');
-        if (!gone.signal.aborted) res.end(`data: ${JSON.stringify(err.toJSON())}\n\ndata: [DONE]\n\n`);
+        if (!gone) res.end(`data: ${JSON.stringify(err.toJSON())}\n\ndata: [DONE]\n\n`);
         log(`kloop serve: ${err.message}`);
         return;
       }
@@ -298,15 +368,23 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
   const server = createServer((req, res) => {
     req.on('error', () => {});
     res.on('error', () => {});
-    handle(req, res).catch((e: unknown) => {
-      if (e instanceof ApiError) {
-        sendError(res, e, e.status === 429 ? { 'Retry-After': '1' } : {});
-        return;
-      }
-      const message = e instanceof Error ? e.message : String(e);
-      log(`kloop serve: ${req.method} ${req.url}: ${message}`);
-      sendError(res, new ApiError(500, message, 'server_error', null, 'internal_error'));
-    });
+    if (closing) {
+      sendError(res, shuttingDown(), { Connection: 'close' });
+      return;
+    }
+    const a: ActiveRequest = { res, socket: req.socket, stop: new AbortController() };
+    active.add(a);
+    a.done = handle(req, res, a.stop)
+      .catch((e: unknown) => {
+        if (e instanceof ApiError) {
+          sendError(res, e, e.status === 429 ? { 'Retry-After': '1' } : {});
+          return;
+        }
+        const message = e instanceof Error ? e.message : String(e);
+        log(`kloop serve: ${req.method} ${req.url}: ${message}`);
+        sendError(res, new ApiError(500, message, 'server_error', null, 'internal_error'));
+      })
+      .finally(() => active.delete(a));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && !socket.destroyed) {
@@ -330,10 +408,23 @@ export async function startServer(host: ModelHost, o: ServerOptions = {}): Promi
     port: addr.port,
     url: `http://${shownHost}:${addr.port}`,
     queue,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => (closing ??= shutdown()),
   };
+
+  async function shutdown(): Promise<void> {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const running = [...active];
+    for (const a of running) {
+      if (!a.res.headersSent) a.res.setHeader('Connection', 'close');
+      a.stop.abort(shuttingDown());
+    }
+    // Every request ends on its own (a generation at its next token) before the host may go;
+    // then its connection ends once what was written has been sent.
+    await Promise.all(running.map((a) => a.done));
+    for (const a of running) a.socket.end();
+    server.closeIdleConnections();
+    const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    await closed;
+    clearTimeout(cut);
+  }
 }

@@ -80,8 +80,8 @@ export interface ModelHost {
    * stops it after the token in hand.
    */
   generate(req: HostRequest): AsyncGenerator<HostToken, HostResult, undefined>;
-  /** Frees the executor and the device. */
-  close(): void;
+  /** Frees the executor and the device (after the running generation, if any, has ended). */
+  close(): Promise<void>;
 }
 
 export async function openModelHost(o: ModelHostOptions = {}): Promise<ModelHost> {
@@ -130,10 +130,10 @@ export async function openModelHost(o: ModelHostOptions = {}): Promise<ModelHost
     chat,
     encode: (text, bos) => model.tokenizer.encode(text, { bos }),
     generate,
-    close() {
+    async close() {
       if (closed) return;
       closed = true;
-      void session.dispose();
+      await session.dispose();
     },
   };
 }

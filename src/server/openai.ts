@@ -34,7 +34,7 @@ export type Endpoint = 'completions' | 'chat';
 
 export interface ParsedRequest {
   endpoint: Endpoint;
-  /** The `model` field, when given. */
+  /** The `model` field, when given (null is absent, as for every field). */
   model: string | undefined;
   /** A completion's prompt: text (encoded with BOS) or token ids (used as they are). */
   prompt?: string | number[];
@@ -71,10 +71,10 @@ function optInt(b: Record<string, unknown>, key: string, min: number, max = Numb
   return v;
 }
 
-function optBool(b: Record<string, unknown>, key: string): boolean | undefined {
+function optBool(b: Record<string, unknown>, key: string, param = key): boolean | undefined {
   const v = b[key];
   if (!present(v)) return undefined;
-  if (typeof v !== 'boolean') throw bad(key, `expected a boolean, got ${describe(v)}`, 'invalid_type');
+  if (typeof v !== 'boolean') throw bad(param, `expected a boolean, got ${describe(v)}`, 'invalid_type');
   return v;
 }
 
@@ -122,19 +122,39 @@ function samplerSeed(seed: number | undefined): number {
   return Number(BigInt.asUintN(32, BigInt(seed)));
 }
 
+const PROMPT_SHAPES = 'a string, an array of token ids (integers >= 0), an array of strings or an array of arrays of token ids';
+
+const tokenIds = (v: unknown[]): v is number[] => v.every((x) => typeof x === 'number');
+
+/** Token ids (`at` names them in the error): integers >= 0, at least one. */
+function checkTokenIds(v: number[], at: string): number[] {
+  if (v.length === 0) throw bad('prompt', `${at} must not be empty`);
+  if (!v.every((x) => Number.isSafeInteger(x) && x >= 0)) throw bad('prompt', 'token ids must be integers >= 0');
+  return v;
+}
+
+/**
+ * OpenAI's prompt shapes, looked at two levels deep at most: a string, token ids, or a list of
+ * either (strings, arrays of token ids) holding one prompt. Anything else is refused by shape.
+ */
 function parsePrompt(v: unknown): string | number[] {
   if (typeof v === 'string') return v;
-  if (Array.isArray(v)) {
-    if (v.length === 0) throw bad('prompt', 'must not be empty');
-    if (v.every((x) => typeof x === 'number')) {
-      if (!v.every((x) => Number.isSafeInteger(x) && x >= 0)) throw bad('prompt', 'token ids must be integers >= 0');
-      return v as number[];
-    }
-    if (v.length === 1) return parsePrompt(v[0]);
-    throw bad('prompt', 'one prompt per request (a batch of prompts is not supported)', 'unsupported_parameter');
-  }
   if (!present(v)) throw bad('prompt', 'required', 'missing_required_parameter');
-  throw bad('prompt', `expected a string or an array of token ids, got ${describe(v)}`, 'invalid_type');
+  const wrong = (at: string, x: unknown) => bad('prompt', `expected ${PROMPT_SHAPES}; ${at} is ${describe(x)}`, 'invalid_type');
+  if (!Array.isArray(v)) throw wrong('prompt', v);
+  if (v.length === 0) throw bad('prompt', 'must not be empty');
+  if (tokenIds(v)) return checkTokenIds(v, 'prompt');
+  const strings = v.every((x) => typeof x === 'string');
+  if (!strings) {
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (!Array.isArray(x)) throw wrong(`prompt[${i}]`, x);
+      const j = x.findIndex((t) => typeof t !== 'number');
+      if (j >= 0) throw wrong(`prompt[${i}][${j}]`, x[j]);
+    }
+  }
+  if (v.length > 1) throw bad('prompt', 'one prompt per request (a batch of prompts is not supported)', 'unsupported_parameter');
+  return strings ? (v[0] as string) : checkTokenIds(v[0] as number[], 'prompt[0]');
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
@@ -149,6 +169,7 @@ function parseMessages(v: unknown): ChatMessage[] {
     if (typeof m.role !== 'string' || !ROLES.has(m.role)) throw bad(`${p}.role`, `expected one of ${[...ROLES].join(', ')}`);
     const c = m.content;
     let content: string;
+    if (c === undefined) throw bad(`${p}.content`, 'required', 'missing_required_parameter');
     if (typeof c === 'string') content = c;
     else if (c === null && m.role === 'assistant') content = '';
     else if (Array.isArray(c)) {
@@ -181,11 +202,12 @@ export function parseRequest(endpoint: Endpoint, body: unknown): ParsedRequest {
   let includeUsage = false;
   if (present(b.stream_options)) {
     if (!isObject(b.stream_options)) throw bad('stream_options', `expected an object, got ${describe(b.stream_options)}`, 'invalid_type');
-    includeUsage = optBool(b.stream_options, 'include_usage') ?? false;
+    includeUsage = optBool(b.stream_options, 'include_usage', 'stream_options.include_usage') ?? false;
   }
   // top_p 0 keeps only the most likely token: greedy.
   const sampling: SamplingOptions = topP === 0 ? { temperature: 0, topK: 0, topP: 1, seed: 0 } : { temperature, topK, topP, seed: samplerSeed(seed) };
-  const common = { endpoint, model: b.model as string | undefined, maxTokens, sampling, stops: parseStops(b.stop), stream, includeUsage };
+  const model = present(b.model) ? (b.model as string) : undefined;
+  const common = { endpoint, model, maxTokens, sampling, stops: parseStops(b.stop), stream, includeUsage };
   return endpoint === 'chat' ? { ...common, messages: parseMessages(b.messages) } : { ...common, prompt: parsePrompt(b.prompt) };
 }
 

@@ -132,4 +132,51 @@ describe('request checks', () => {
     expect(err({}).param).toBe('prompt');
     expect(err(null).status).toBe(400);
   });
+  it('prompts: OpenAI\'s four shapes with one prompt; a batch is refused; anything else, however deep, by shape', () => {
+    const prompt = (v: unknown) => parseRequest('completions', { prompt: v }).prompt;
+    expect(prompt('hi')).toBe('hi');
+    expect(prompt(['hi'])).toBe('hi');
+    expect(prompt([1, 2])).toEqual([1, 2]);
+    expect(prompt([[1, 2]])).toEqual([1, 2]);
+    const err = (v: unknown): ApiError => {
+      try {
+        parseRequest('completions', { prompt: v });
+      } catch (e) {
+        return e as ApiError;
+      }
+      throw new Error('accepted');
+    };
+    for (const batch of [['a', 'b'], [[1], [2]]]) expect(err(batch)).toMatchObject({ status: 400, param: 'prompt', code: 'unsupported_parameter' });
+    expect(err([[1.5]])).toMatchObject({ param: 'prompt', code: 'invalid_value' });
+    expect(err([[]])).toMatchObject({ param: 'prompt', code: 'invalid_value' });
+    let deep: unknown = [1];
+    for (let i = 0; i < 400_000; i++) deep = [deep];
+    for (const [v, where] of [
+      [[[[1]]], 'prompt\\[0\\]\\[0\\] is an array'],
+      [deep, 'prompt\\[0\\]\\[0\\] is an array'],
+      [[['a']], 'prompt\\[0\\]\\[0\\] is a string'],
+      [['a', [1]], 'prompt\\[0\\] is a string'],
+      [[{}], 'prompt\\[0\\] is an object'],
+      [{ text: 'x' }, 'prompt is an object'],
+    ] as [unknown, string][]) {
+      const e = err(v);
+      expect(e).toBeInstanceOf(ApiError);
+      expect(e).toMatchObject({ status: 400, param: 'prompt', code: 'invalid_type' });
+      expect(e.message).toMatch(/a string, an array of token ids \(integers >= 0\), an array of strings or an array of arrays of token ids/);
+      expect(e.message).toMatch(new RegExp(where));
+    }
+  });
+  it('other fields: null model is absent, a message needs content, stream_options fields are named in full', () => {
+    expect(parseRequest('completions', { prompt: 'x', model: null }).model).toBeUndefined();
+    const err = (endpoint: 'completions' | 'chat', body: unknown): ApiError => {
+      try {
+        parseRequest(endpoint, body);
+      } catch (e) {
+        return e as ApiError;
+      }
+      throw new Error('accepted');
+    };
+    expect(err('chat', { messages: [{ role: 'user' }] })).toMatchObject({ param: 'messages[0].content', code: 'missing_required_parameter', message: 'messages[0].content: required' });
+    expect(err('completions', { prompt: 'x', stream_options: { include_usage: 1 } }).param).toBe('stream_options.include_usage');
+  });
 });
