@@ -29,6 +29,8 @@ import { type LlamaGpu, type Peer, findGguf, llamaCppPeer } from './peers.ts';
 export interface BenchOptions {
   /** Model file; default: the default model (stories260K) resolved by the caller. */
   model?: string;
+  /** Tokenizer of a llama2.c `model` (default: the tok*.bin beside it). */
+  tokenizer?: string;
   /** A real-shaped synthetic model instead of a file (SYNTHETIC_SHAPES). */
   shape?: string;
   seed?: number;
@@ -176,7 +178,7 @@ async function loadBenchModel(o: BenchOptions): Promise<{ model: LoadedModel; pa
   if (o.type && !o.shape) throw new KloopError('--type applies to a synthetic --shape model (a file keeps its own encodings)');
   if (o.shape) return { model: syntheticModel(o.shape, o.seed ?? 1234, o.type ?? 'f32'), synthetic: true };
   if (!o.model) throw new KloopError('bench: no model given');
-  return { model: await loadModel(o.model), path: o.model, synthetic: false };
+  return { model: await loadModel(o.model, { tokenizer: o.tokenizer }), path: o.model, synthetic: false };
 }
 
 function spreadOf(xs: number[]): Spread {
@@ -207,6 +209,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const kernel = { ...(o.workgroupSize ? { wg: o.workgroupSize } : {}), ...(o.weightStore ? { texture: o.weightStore === 'texture' } : {}), ...(o.subgroups === false ? { subgroups: 0 } : {}), ...(o.padStaging !== undefined ? { padStaging: o.padStaging } : {}) };
   const tuning = Object.keys(kernel).length > 0 ? { kernel } : undefined;
   const session = new Session(model, o.device ? { device: o.device, log, tuning } : { adapter: o.adapter, log, tuning });
+  // What the model and the session decide is checked before the device opens and any executor is built.
+  const P = o.promptTokens;
+  if (P !== undefined && (!Number.isInteger(P) || P < 1 || P > session.context)) throw new KloopError(`--prompt-tokens ${P}: must be an integer in [1, ${session.context}]`);
+  // llama.cpp on the CPU (--peers) and on a GPU backend (--llama-gpu), on the same GGUF.
+  const llamaRuns: (LlamaGpu | undefined)[] = [...(o.peers ? [undefined] : []), ...(o.llamaGpu ? [o.llamaGpu] : [])];
+  const gguf = llamaRuns.length === 0 || synthetic ? undefined : await findGguf(path, o.gguf);
   const gpu = await session.device();
   const engineWait = gpu.wait;
   if (o.hostWait === 'spin') gpu.wait = passThrough;
@@ -249,9 +257,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     // Dispatches and submits of one prefill, per mode label (its executor is the decode one).
     const prefillDispatches = new Map<string, { dispatches: number; submits: number }>();
-    const P = o.promptTokens;
     if (P !== undefined) {
-      if (!Number.isInteger(P) || P < 1 || P > session.context) throw new KloopError(`--prompt-tokens ${P}: must be an integer in [1, ${session.context}]`);
       for (const { m } of executors) {
         if (m.k !== 1 && executors.some((e) => e.m.mode === m.mode && e.m.k === 1)) continue; // the same batched kernels
         const run = async () => void prefillDispatches.set(m.label, await session.timePrefill({ mode: m.mode, tokensPerDispatch: m.k, tokens: P }));
@@ -267,9 +273,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       entries.push({ label: 'kloop reference (CPU, TypeScript)', kind: 'peer', tokens: refTokens, times: [], run: async () => void (await decode('reference', 1, refTokens)) });
       tick('reference');
     }
-    // llama.cpp on the CPU (--peers) and on a GPU backend (--llama-gpu), on the same GGUF.
-    const llamaRuns: (LlamaGpu | undefined)[] = [...(o.peers ? [undefined] : []), ...(o.llamaGpu ? [o.llamaGpu] : [])];
-    const gguf = llamaRuns.length === 0 || synthetic ? undefined : await findGguf(path, o.gguf);
     for (const backend of llamaRuns) {
       if (!gguf) {
         note(synthetic ? 'llama.cpp peer skipped: a synthetic model has no GGUF file (write one with kloop convert --shape)' : `llama.cpp peer skipped: no .gguf beside ${path} (give one with --gguf PATH)`);

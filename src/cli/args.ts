@@ -6,7 +6,11 @@ import { parseArgs } from 'node:util';
 import { KloopError } from '../errors.ts';
 import { MODES, type Mode } from '../engine/executor.ts';
 
-export type FlagTypes = Record<string, 'string' | 'boolean'>;
+/**
+ * 'string': a value that must not be empty (a path, a name, a number); 'text': a value that may
+ * be empty (a prompt); 'boolean': a switch.
+ */
+export type FlagTypes = Record<string, 'string' | 'text' | 'boolean'>;
 
 /** Values of the flags declared in `T`: strings for value flags, booleans for switches. */
 export type Flags<T extends FlagTypes> = {
@@ -15,11 +19,12 @@ export type Flags<T extends FlagTypes> = {
 
 /**
  * Parses `argv` against `flags` (every command also takes --help / -h). Unknown flags,
- * missing values, positional arguments and repeated flags are one-line errors.
+ * missing values, empty values (but for 'text' flags), positional arguments and repeated flags
+ * are one-line errors.
  */
 export function parseFlags<T extends FlagTypes>(command: string, argv: string[], flags: T): Flags<T> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, type] of Object.entries(flags)) options[name] = { type };
+  for (const [name, type] of Object.entries(flags)) options[name] = { type: type === 'text' ? 'string' : type };
   const seeHelp = `(see kloop ${command} --help)`;
   // A negative number after a value flag is its value (`--context -5`), so that the flag's own
   // range check names it, rather than parseArgs calling it an ambiguous option.
@@ -44,6 +49,7 @@ export function parseFlags<T extends FlagTypes>(command: string, argv: string[],
     if (t.kind !== 'option') continue;
     if (seen.has(t.name)) throw new KloopError(`${t.rawName}: given more than once`);
     seen.add(t.name);
+    if (flags[t.name] === 'string' && t.value !== undefined && t.value.trim() === '') throw new KloopError(`${t.rawName}: empty value`);
   }
   return parsed.values as Flags<T>;
 }

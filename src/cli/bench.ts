@@ -1,7 +1,7 @@
 /**
  * `kloop bench`: decode speed of every executor mode (and peers) on one adapter, in one run.
  *
- *   kloop bench [--model PATH | --shape NAME [--type T]] [--modes per-op,per-layer,looped,looped:16]
+ *   kloop bench [--model PATH [--tokenizer PATH] | --shape NAME [--type T]] [--modes per-op,per-layer,looped,looped:16]
  *               [--tokens N] [--repeat R] [--peers] [--gguf PATH] [--predict] [--adapter NAME]
  *               [--json] [--chart FILE.svg|FILE.html]
  */
@@ -16,13 +16,15 @@ import { KloopError } from '../errors.ts';
 import { FORMATS } from '../loader/quant.ts';
 import { SYNTHETIC_SHAPES } from '../loader/synthetic.ts';
 import type { WeightType } from '../loader/types.ts';
-import { resolveDefaultModel } from '../loader/resolve.ts';
-import { atLeastFlag, nonEmpty, parseFlags } from './args.ts';
+import { atLeastFlag, parseFlags, pathFlag } from './args.ts';
+import { checkTokenizer, defaultModelPath } from './engine.ts';
+import type { Io } from './io.ts';
 
 export const BENCH_USAGE = `usage: kloop bench [options]
   --model PATH        model file (default: stories260K)
+  --tokenizer PATH    tokenizer of a llama2.c --model (default: the tok*.bin beside it)
   --shape NAME        a real-shaped SYNTHETIC model instead: ${Object.keys(SYNTHETIC_SHAPES).join(', ')}
-  --seed N            seed of the synthetic weights (default 1234)
+  --seed N            seed of the synthetic weights, with --shape (default 1234)
   --type T            encoding of the synthetic model's matrices: ${Object.keys(FORMATS).join(', ')} (default f32)
   --modes LIST        comma-separated: per-op, per-layer, looped, looped:K (default ${DEFAULT_MODES})
   --tokens N          tokens decoded per measurement, a multiple of every K (default 64)
@@ -32,7 +34,8 @@ export const BENCH_USAGE = `usage: kloop bench [options]
                       and kloop's CPU reference executor
   --llama-gpu B       also measure llama.cpp with every layer on the GPU through node-llama-cpp's
                       B build (${LLAMA_GPUS.join(', ')}), on the model's GGUF
-  --gguf PATH         the GGUF for the llama.cpp peer (default: the .gguf beside --model)
+  --gguf PATH         the GGUF for the llama.cpp peer of --peers / --llama-gpu (default: the
+                      .gguf beside --model)
   --predict           run the device microbenchmarks and print the device model's prediction
   --adapter NAME      WebGPU adapter whose name contains NAME (e.g. SwiftShader)
   --workgroup-size N  invocations per workgroup of the kernels, a power of two (default: on GPUs
@@ -60,7 +63,7 @@ export interface BenchFlags extends Omit<BenchOptions, 'device' | 'progress' | '
 }
 
 const FLAGS = {
-  model: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
+  model: 'string', tokenizer: 'string', shape: 'string', seed: 'string', type: 'string', modes: 'string', tokens: 'string', 'prompt-tokens': 'string', repeat: 'string',
   gguf: 'string', 'llama-gpu': 'string', adapter: 'string', 'workgroup-size': 'string', 'weight-store': 'string', subgroups: 'string', 'pad-staging': 'string', 'host-wait': 'string', chart: 'string', peers: 'boolean', predict: 'boolean', json: 'boolean',
 } as const;
 
@@ -69,8 +72,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   const f: BenchFlags = { json: !!v.json, help: !!v.help };
   if (v.peers) f.peers = true;
   if (v.predict) f.predict = true;
-  for (const [name, value] of Object.entries(v)) if (typeof value === 'string') nonEmpty(`--${name}`, value);
-  if (v.model !== undefined) f.model = v.model;
+  if (v.model !== undefined) f.model = pathFlag('model', v.model);
+  if (v.tokenizer !== undefined) {
+    if (v.shape !== undefined) throw new KloopError('--tokenizer: a synthetic --shape model has its own placeholder vocabulary and takes no tokenizer');
+    f.tokenizer = pathFlag('tokenizer', v.tokenizer);
+  }
   if (v.shape !== undefined) {
     if (!(v.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${v.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
     f.shape = v.shape;
@@ -80,7 +86,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     if (v.shape === undefined) throw new KloopError('--type needs --shape (a model file keeps its own encodings)');
     f.type = v.type as WeightType;
   }
-  if (v.seed !== undefined) f.seed = atLeastFlag('--seed', v.seed, 0);
+  if (v.seed !== undefined) {
+    if (v.shape === undefined) throw new KloopError('--seed: only a synthetic --shape model has seeded weights');
+    f.seed = atLeastFlag('--seed', v.seed, 0);
+  }
   if (v.modes !== undefined) {
     parseModes(v.modes);
     f.modes = v.modes;
@@ -88,7 +97,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v.tokens !== undefined) f.tokens = atLeastFlag('--tokens', v.tokens, 1);
   if (v['prompt-tokens'] !== undefined) f.promptTokens = atLeastFlag('--prompt-tokens', v['prompt-tokens'], 1);
   if (v.repeat !== undefined) f.repeat = atLeastFlag('--repeat', v.repeat, 1);
-  if (v.gguf !== undefined) f.gguf = v.gguf;
+  if (v.gguf !== undefined) {
+    if (!v.peers && v['llama-gpu'] === undefined) throw new KloopError('--gguf: only the llama.cpp peer reads a GGUF (add --peers or --llama-gpu B)');
+    if (v.shape !== undefined) throw new KloopError('--gguf: a synthetic --shape model has no GGUF for llama.cpp (write one with kloop convert --shape, then bench --model FILE.gguf)');
+    f.gguf = pathFlag('gguf', v.gguf);
+  }
   if (v['llama-gpu'] !== undefined) {
     if (!(LLAMA_GPUS as readonly string[]).includes(v['llama-gpu'])) throw new KloopError(`--llama-gpu ${v['llama-gpu']}: must be one of ${LLAMA_GPUS.join(', ')}`);
     f.llamaGpu = v['llama-gpu'] as LlamaGpu;
@@ -147,21 +160,22 @@ export function progressBar(stderr: { write(s: string): unknown; isTTY?: boolean
   };
 }
 
-export async function benchCommand(argv: string[]): Promise<number> {
+export async function benchCommand(argv: string[], io: Io): Promise<number> {
   const f = parseBenchFlags(argv);
   if (f.help) {
-    process.stdout.write(BENCH_USAGE);
+    io.out(BENCH_USAGE);
     return 0;
   }
-  const model = f.shape ? undefined : (f.model ?? (await resolveDefaultModel()));
+  const model = f.shape ? undefined : (f.model ?? (await defaultModelPath(io)));
+  if (model !== undefined && f.tokenizer !== undefined) await checkTokenizer(model);
   const report = await runBench({
     ...f,
     model,
     command: `kloop bench ${argv.join(' ')}`.trim(),
-    progress: progressBar(),
-    log: (s) => process.stderr.write(`${s}\n`),
+    progress: progressBar({ write: (s) => io.err(s), isTTY: process.stderr.isTTY }),
+    log: (s) => io.err(`${s}\n`),
   });
-  process.stdout.write(f.json ? JSON.stringify(jsonReport(report), null, 2) + '\n' : formatReport(report));
+  io.out(f.json ? JSON.stringify(jsonReport(report), null, 2) + '\n' : formatReport(report));
   if (f.chart) {
     const content = /\.html?$/i.test(f.chart) ? renderChartHtml(report) : renderChartSvg(report);
     try {
@@ -170,7 +184,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     } catch (e) {
       throw new KloopError(`--chart ${f.chart}: ${(e as Error).message}`);
     }
-    process.stderr.write(`wrote ${f.chart}\n`);
+    io.err(`wrote ${f.chart}\n`);
   }
   return 0;
 }

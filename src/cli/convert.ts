@@ -1,4 +1,5 @@
 /** `kloop convert`: write a model kloop loads as a Hugging Face folder (convertToHF) or a GGUF file (convertToGguf). */
+import { stat } from 'node:fs/promises';
 import { KloopError } from '../errors.ts';
 import { convertToHF } from '../loader/index.ts';
 import { GGUF_OUT_TYPES, type GgufOutType, convertToGguf, ggufTensorType } from '../loader/gguf-write.ts';
@@ -14,8 +15,8 @@ export const CONVERT_USAGE = `usage: kloop convert --model PATH|--shape NAME --o
                     tensor's type, a placeholder vocabulary), to benchmark kloop and llama.cpp
                     on the same file of a real shape; one of
                     ${Object.keys(SYNTHETIC_SHAPES).join(', ')}
-  --seed N          seed of the synthetic weights (default 1234)
-  --tokenizer PATH  tokenizer of a llama2.c checkpoint (default: the tok*.bin beside it)
+  --seed N          seed of the synthetic weights, with --shape (default 1234)
+  --tokenizer PATH  tokenizer of a llama2.c --model (default: the tok*.bin beside it)
   --out DIR         folder to write config.json, tokenizer.json and model.safetensors to
                     (created if missing)
   --out FILE.gguf   a GGUF v3 file (llama architecture) that llama.cpp reads
@@ -34,9 +35,14 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   if (f.shape !== undefined && f.model !== undefined) throw new KloopError('--model and --shape: give one of them');
   if (f.shape !== undefined && !(f.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${f.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
   if (f.shape === undefined && pathFlag('model', f.model) === undefined) throw new KloopError('--model: required (the model to convert, or --shape NAME)');
+  if (f.seed !== undefined && f.shape === undefined) throw new KloopError('--seed: only a synthetic --shape model has seeded weights');
+  if (f.tokenizer !== undefined && f.shape !== undefined) {
+    throw new KloopError('--tokenizer: a synthetic --shape model has its own placeholder vocabulary and takes no tokenizer');
+  }
   const out = pathFlag('out', f.out);
   if (out === undefined) throw new KloopError('--out: required (the folder or .gguf file to write)');
   const gguf = out.toLowerCase().endsWith('.gguf');
+  await checkOut(out, gguf);
   if (f.type !== undefined) {
     if (!(GGUF_OUT_TYPES as readonly string[]).includes(f.type)) {
       throw new KloopError(`--type: unknown type "${f.type}" (one of ${GGUF_OUT_TYPES.join(', ')})`);
@@ -45,7 +51,7 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   }
   const type = (f.type ?? 'f32') as GgufOutType;
   const seed = f.seed === undefined ? 1234 : atLeastFlag('--seed', f.seed, 0);
-  const model = f.shape !== undefined ? syntheticGgufModel(f.shape, seed, type) : await openModel(f);
+  const model = f.shape !== undefined ? syntheticGgufModel(f.shape, seed, type) : await openModel(f, io);
   if (gguf) {
     const r = await convertToGguf(model, out, type);
     const byType = new Map<string, { n: number; worst: number }>();
@@ -60,6 +66,22 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   await convertToHF(model, out);
   io.err(`wrote ${out} (config.json, tokenizer.json, model.safetensors) from ${model.source}\n`);
   return 0;
+}
+
+/** Rejects an --out that exists as the wrong kind (a file where a folder is meant, or the reverse), before any work. */
+async function checkOut(out: string, gguf: boolean): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(out)).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw new KloopError(`--out ${out}: a folder in the path is a file`);
+    return; // missing: written (created) by the conversion, which names any other error
+  }
+  if (gguf && isDir) throw new KloopError(`--out ${out}: is a folder (--out FILE.gguf names the GGUF file to write)`);
+  if (!gguf && !isDir) {
+    throw new KloopError(`--out ${out}: exists and is not a folder (--out takes a folder for a Hugging Face model, created if missing, or a FILE.gguf)`);
+  }
 }
 
 /**

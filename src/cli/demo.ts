@@ -4,6 +4,7 @@
  */
 import { DEFAULT_PORT, listModels, startDemoServer } from '../browser/serve.ts';
 import { intFlag, parseFlags, pathFlag } from './args.ts';
+import type { Io } from './io.ts';
 
 export const DEMO_USAGE = `usage: kloop demo [--port N] [--models DIR]
   --port N      port on 127.0.0.1 (default ${DEFAULT_PORT}; 0 picks a free one)
@@ -23,21 +24,26 @@ export function parseDemoFlags(argv: string[]): { port: number; modelsDir?: stri
  * `kloop demo`: serves until SIGINT / SIGTERM, then returns 0. Prints the URL (with the chosen
  * port for --port 0) on stdout.
  */
-export async function demoCommand(argv: string[]): Promise<number> {
+export async function demoCommand(argv: string[], io: Io): Promise<number> {
   const f = parseDemoFlags(argv);
   if (f.help) {
-    process.stdout.write(DEMO_USAGE);
+    io.out(DEMO_USAGE);
     return 0;
   }
   const s = await startDemoServer({ port: f.port, modelsDir: f.modelsDir });
   const models = await listModels(s.modelsDir).catch(() => []);
-  process.stdout.write(`kloop demo: serving ${s.url}\n`);
-  process.stdout.write(
-    models.length > 0
-      ? `  models from ${s.modelsDir}: ${models.map((m) => m.name).join(', ')}\n`
-      : `  no models found in ${s.modelsDir} (set KLOOP_MODELS or --models; the page can still load a URL or local files)\n`,
-  );
-  process.stdout.write('  press Ctrl+C to stop\n');
+  try {
+    io.out(`kloop demo: serving ${s.url}\n`);
+    io.out(
+      models.length > 0
+        ? `  models from ${s.modelsDir}: ${models.map((m) => m.name).join(', ')}\n`
+        : `  no models found in ${s.modelsDir} (set KLOOP_MODELS or --models; the page can still load a URL or local files)\n`,
+    );
+    io.out('  press Ctrl+C to stop\n');
+  } catch (e) {
+    await s.close();
+    throw e;
+  }
   await new Promise<void>((ok) => {
     const stop = () => {
       process.off('SIGINT', stop);

@@ -17,7 +17,7 @@ export const ENCODE_USAGE = `usage: kloop encode --text TEXT (--model PATH | --t
                     loaded; with a llama2.c --model, the tokenizer of that model
 `;
 
-const FLAGS = { model: 'string', tokenizer: 'string', text: 'string' } as const;
+const FLAGS = { model: 'string', tokenizer: 'string', text: 'text' } as const;
 
 export async function encodeCommand(argv: string[], io: Io): Promise<number> {
   const f = parseFlags('encode', argv, FLAGS);
@@ -27,7 +27,7 @@ export async function encodeCommand(argv: string[], io: Io): Promise<number> {
   }
   if (f.text === undefined) throw new KloopError('--text: required (the text to encode)');
   const tokPath = pathFlag('tokenizer', f.tokenizer);
-  const tokenizer = f.model === undefined && tokPath !== undefined ? await loadTokenizerFile(tokPath) : (await openModel(f)).tokenizer;
+  const tokenizer = f.model === undefined && tokPath !== undefined ? await loadTokenizerFile(tokPath) : (await openModel(f, io)).tokenizer;
   io.out(JSON.stringify(tokenizer.encode(f.text)) + '\n');
   return 0;
 }

@@ -8,7 +8,7 @@ import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
 import { type SamplingOptions, GREEDY, validateSampling } from '../engine/sampler.ts';
 import { DEFAULTS } from '../engine/session.ts';
 import { MAX_SPECULATE } from '../engine/speculate.ts';
-import { intFlag, modeFlag, numberFlag, parseFlags } from './args.ts';
+import { intFlag, modeFlag, numberFlag, parseFlags, pathFlag } from './args.ts';
 import { openModel, sessionFromFlags } from './engine.ts';
 import type { Io } from './io.ts';
 
@@ -17,7 +17,9 @@ const DEFAULT_MAX_TOKENS = DEFAULTS.maxTokens;
 
 export const GENERATE_USAGE = `usage: kloop generate [options]
   --model PATH              llama2.c .bin, .gguf, or Hugging Face folder (default: stories260K
-                            from $KLOOP_MODELS or weights/, downloaded when missing)
+                            from $KLOOP_MODELS/stories260K/, else weights/ (installed: the user
+                            cache), else ../shared/models/ beside the checkout, else downloaded;
+                            see kloop --help)
   --tokenizer PATH          tokenizer of a llama2.c checkpoint (tok*.bin or tokenizer.json;
                             default: the one tok*.bin beside the model)
   --prompt TEXT             text to continue (default: empty, BOS alone)
@@ -41,7 +43,7 @@ export const GENERATE_USAGE = `usage: kloop generate [options]
 const FLAGS = {
   model: 'string',
   tokenizer: 'string',
-  prompt: 'string',
+  prompt: 'text',
   'max-tokens': 'string',
   temperature: 'string',
   'top-k': 'string',
@@ -72,6 +74,11 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
     seed: f.seed === undefined ? GREEDY.seed : intFlag('seed', f.seed, 0, 0xffffffff),
   };
   validateSampling(sampling);
+  const unused = (['top-k', 'top-p', 'seed'] as const).filter((n) => f[n] !== undefined);
+  if (sampling.temperature === 0 && unused.length > 0) {
+    const which = unused.map((n) => `--${n}`).join(', ');
+    io.err(`kloop: note: ${which} ignored: --temperature 0${f.temperature === undefined ? ' (the default)' : ''} is greedy decoding\n`);
+  }
   if (f['tokens-per-dispatch'] !== undefined && mode !== 'looped') {
     throw new KloopError(`--tokens-per-dispatch: only the looped mode decodes several tokens per dispatch (--mode is ${mode})`);
   }
@@ -79,8 +86,8 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
 
   if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
   const speculate = f.speculate === undefined ? undefined : intFlag('speculate', f.speculate, 0, MAX_SPECULATE);
-  const model = await openModel(f);
-  const draftModel = f['draft-model'] === undefined ? undefined : await openModel({ model: f['draft-model'] });
+  const model = await openModel(f, io);
+  const draftModel = f['draft-model'] === undefined ? undefined : await openModel({ model: pathFlag('draft-model', f['draft-model']) }, io);
   const session = sessionFromFlags(model, f, io);
   try {
     // The prompt and the options are checked here; the device opens at the first token.

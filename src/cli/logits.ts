@@ -43,7 +43,7 @@ export async function logitsCommand(argv: string[], io: Io): Promise<number> {
   const ids = intListFlag('tokens', f.tokens, 0, Number.MAX_SAFE_INTEGER);
 
   if (mode === 'reference' && f.adapter !== undefined) throw new KloopError('--adapter: the reference mode runs on the CPU and opens no adapter');
-  const model = await openModel(f);
+  const model = await openModel(f, io);
   const { vocabSize } = model.config;
   const session = sessionFromFlags(model, f, io);
   const context = session.context;

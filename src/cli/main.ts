@@ -1,27 +1,30 @@
 /**
  * The `kloop` command: `npm run kloop -- <command> [flags]`, or `npx kloop` through bin/kloop.mjs.
  * A KloopError (bad flag, bad file, missing adapter) prints `kloop: <message>` on one line and
- * exits with its code; any other error prints its message (the stack with KLOOP_DEBUG=1).
+ * exits with its code; any other error prints its message (the stack with KLOOP_DEBUG=1). When
+ * the reader of stdout goes away (`kloop generate | head`), the command stops and exits with 0.
  */
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { KloopError, OptionError } from '../errors.ts';
-import { loadModel } from '../loader/index.ts';
+import { GGUF_OUT_TYPES } from '../loader/gguf-write.ts';
 import { convertCommand } from './convert.ts';
 import { devicesCommand } from './devices.ts';
 import { encodeCommand } from './encode.ts';
+import { openModel } from './engine.ts';
 import { generateCommand } from './generate.ts';
-import { type Io, processIo } from './io.ts';
+import { type Io, OutputClosed, processIo } from './io.ts';
 import { logitsCommand } from './logits.ts';
 import { timingModelCommand } from './timing-model.ts';
 
-export const USAGE = `usage: kloop <command> [flags]     (kloop <command> --help for its flags)
+export const USAGE = `usage: kloop <command> [flags]     (kloop <command> --help or kloop help <command> for its flags)
 
 commands:
   generate       generate text from a prompt (default model stories260K, looped mode)
   logits         teacher-forced logits of a token list, as float32, to a file
   encode         token ids of a text
-  convert        write a model as a Hugging Face folder (safetensors)
+  convert        write a model as a Hugging Face folder (safetensors) or a GGUF file
+                 (--type ${GGUF_OUT_TYPES.join('|')}); --shape: a synthetic real-shaped model
   devices        list the WebGPU adapters and the one kloop uses
   bench          measure every mode on a model
   demo           serve the browser demo
@@ -29,7 +32,11 @@ commands:
   timing-model   the analytical SN40L / DGX H100 decode timing model
 
 environment:
-  KLOOP_MODELS   folder holding stories260K/ (the default model); else weights/, else a download
+  KLOOP_MODELS   folder holding stories260K/, the default model. Looked for in order:
+                 $KLOOP_MODELS/stories260K/; weights/stories260K/ in the checkout (an installed
+                 package: $XDG_CACHE_HOME/kloop/models/, else ~/.cache/kloop/models/);
+                 ../shared/models/stories260K/ beside the checkout; else downloaded into
+                 weights/ (or the cache)
   KLOOP_DEBUG=1  print stack traces of unexpected errors
 `;
 
@@ -42,12 +49,18 @@ const COMMANDS: Record<string, Command> = {
   convert: convertCommand,
   devices: devicesCommand,
   // Loaded only when used: the benchmark pulls in the peers, the demo the web bundler.
-  bench: async (argv) => (await import('./bench.ts')).benchCommand(argv),
-  demo: async (argv) => (await import('./demo.ts')).demoCommand(argv),
+  bench: async (argv, io) => (await import('./bench.ts')).benchCommand(argv, io),
+  demo: async (argv, io) => (await import('./demo.ts')).demoCommand(argv, io),
   serve: async (argv, io) => (await import('./serve.ts')).serveCommand(argv, io),
   'timing-model': (argv, io) =>
-    timingModelCommand(argv, { loadModelConfig: async (path) => (await loadModel(path)).config, stdout: io.out, stderr: io.err }),
+    timingModelCommand(argv, {
+      loadModelConfig: async (path, tokenizer) => (await openModel({ model: path, tokenizer }, io)).config,
+      stdout: io.out,
+      stderr: io.err,
+    }),
 };
+
+const commandNamed = (name: string): Command | undefined => (Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined);
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -62,6 +75,14 @@ export async function main(argv: string[], io: Io = processIo, env: Record<strin
       io.err(USAGE);
       return 1;
     }
+    if (name === 'help' && rest.length > 0) {
+      // `kloop help CMD` is `kloop CMD --help`.
+      const [cmd, ...extra] = rest as [string, ...string[]];
+      if (extra.length > 0) throw new KloopError(`${extra[0]}: unexpected argument (usage: kloop help <command>)`);
+      const command = commandNamed(cmd);
+      if (!command) throw new KloopError(`${cmd}: unknown command (one of ${Object.keys(COMMANDS).join(', ')})`);
+      return await command(['--help'], io);
+    }
     if (name === '--help' || name === '-h' || name === 'help') {
       io.out(USAGE);
       return 0;
@@ -70,7 +91,7 @@ export async function main(argv: string[], io: Io = processIo, env: Record<strin
       io.out(`kloop ${version()}\n`);
       return 0;
     }
-    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    const command = commandNamed(name);
     if (!command) {
       throw new KloopError(
         name.startsWith('-') ? `${name}: unknown flag; a command comes first (see kloop --help)` : `${name}: unknown command (see kloop --help)`,
@@ -83,6 +104,8 @@ export async function main(argv: string[], io: Io = processIo, env: Record<strin
 }
 
 function report(e: unknown, io: Io, env: Record<string, string | undefined>): number {
+  // The reader of stdout took what it wanted (`| head`): nothing went wrong.
+  if (e instanceof OutputClosed) return 0;
   const debug = env.KLOOP_DEBUG === '1';
   if (e instanceof KloopError) {
     io.err(`kloop: ${oneLine(flagMessage(e))}\n`);

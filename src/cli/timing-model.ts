@@ -1,7 +1,7 @@
 /**
  * `kloop timing-model`: the analytical SN40L / DGX H100 decode model on one model.
  *
- *   kloop timing-model [--model NAME|config.json|dir] [--context N] [--batch B]
+ *   kloop timing-model [--model NAME|config.json|dir|FILE [--tokenizer PATH]] [--context N] [--batch B]
  *                      [--sockets 1,8,16] [--output-tokens N] [--flops CONVENTION]
  *                      [--json] [--svg FILE]
  */
@@ -15,7 +15,7 @@ import { renderPlotSvg } from '../rdu-emulation/timing/plot.ts';
 import { formatReport, timingReport } from '../rdu-emulation/timing/report.ts';
 import type { ModelShape } from '../rdu-emulation/timing/types.ts';
 import { formatValidation, validationCases } from '../rdu-emulation/timing/validate.ts';
-import { atLeastFlag, nonEmpty, parseFlags } from './args.ts';
+import { atLeastFlag, parseFlags, pathFlag } from './args.ts';
 
 /** Default model: Table 1 of the paper characterises Llama 3.1 8B. */
 export const DEFAULT_MODEL = 'llama-3.1-8b';
@@ -24,6 +24,7 @@ export const TIMING_MODEL_USAGE = `usage: kloop timing-model [options]
   --model NAME|PATH   preset (${PRESET_NAMES.join(', ')}),
                       a Hugging Face config.json, a folder holding one, or a model kloop loads
                       (default ${DEFAULT_MODEL}, the model of the paper's Table 1)
+  --tokenizer PATH    tokenizer of a llama2.c --model (default: the tok*.bin beside it)
   --context N         tokens in the KV cache (default 4096)
   --batch B           sequences decoded together (default 1)
   --sockets LIST      SN40L socket counts, comma-separated (default 1,8,16)
@@ -31,14 +32,14 @@ export const TIMING_MODEL_USAGE = `usage: kloop timing-model [options]
   --flops NAME        FLOP convention: ${Object.keys(FLOP_CONVENTIONS).join(', ')} (default paper-table1)
   --json              print JSON instead of the table
   --svg FILE          also write the tokens/s-vs-sockets plot (sockets 1, 2, 4, 8, 16)
-  --validate          check the model against the paper's figures instead: each case is
-                      'fit' (the calibration used it) or 'held-out'; with --json prints
-                      {"cases": [{"id", "role", "paper", "model", "pass"}, ...]}
+  --validate          check the model against the paper's figures instead (only --json
+                      applies): each case is 'fit' (the calibration used it) or 'held-out';
+                      with --json prints {"cases": [{"id", "role", "paper", "model", "pass"}, ...]}
 `;
 
 export interface TimingModelCommandOptions {
-  /** kloop's loader, for model files that are not a config.json (wired by the CLI). */
-  loadModelConfig?: (path: string) => Promise<ModelConfig>;
+  /** kloop's loader, for model files that are not a config.json (wired by the CLI), with --tokenizer. */
+  loadModelConfig?: (path: string, tokenizer?: string) => Promise<ModelConfig>;
   /** Where output goes (default process.stdout / process.stderr). */
   stdout?: (text: string) => void;
   stderr?: (text: string) => void;
@@ -46,6 +47,7 @@ export interface TimingModelCommandOptions {
 
 interface Flags {
   model: string;
+  tokenizer?: string;
   context: number;
   batch: number;
   sockets: number[];
@@ -58,7 +60,7 @@ interface Flags {
 }
 
 const FLAGS = {
-  model: 'string', context: 'string', batch: 'string', sockets: 'string', 'output-tokens': 'string',
+  model: 'string', tokenizer: 'string', context: 'string', batch: 'string', sockets: 'string', 'output-tokens': 'string',
   flops: 'string', svg: 'string', json: 'boolean', validate: 'boolean',
 } as const;
 
@@ -68,8 +70,14 @@ export function parseTimingModelFlags(argv: string[]): Flags {
   f.json = !!v.json;
   f.help = !!v.help;
   f.validate = !!v.validate;
-  for (const [name, value] of Object.entries(v)) if (typeof value === 'string') nonEmpty(`--${name}`, value);
+  if (f.validate) {
+    // --validate checks the paper's own cases: every flag but --json would be ignored.
+    const unused = Object.keys(v).find((k) => !['validate', 'json', 'help'].includes(k));
+    if (unused === 'svg') throw new KloopError(`--svg: --validate writes no plot (it checks the paper's figures); drop one of them`);
+    if (unused !== undefined) throw new KloopError(`--${unused}: not used by --validate (it checks the paper's own cases; only --json applies)`);
+  }
   if (v.model !== undefined) f.model = v.model;
+  if (v.tokenizer !== undefined) f.tokenizer = pathFlag('tokenizer', v.tokenizer);
   if (v.context !== undefined) f.context = atLeastFlag('--context', v.context, 0);
   if (v.batch !== undefined) f.batch = atLeastFlag('--batch', v.batch, 1);
   if (v['output-tokens'] !== undefined) f.outputTokens = atLeastFlag('--output-tokens', v['output-tokens'], 0);
@@ -106,9 +114,15 @@ function shapeFromLlama2cHeader(buf: Buffer, name: string): ModelShape {
   };
 }
 
-export async function resolveModel(spec: string, opts: TimingModelCommandOptions = {}): Promise<ModelShape> {
+export async function resolveModel(spec: string, opts: TimingModelCommandOptions = {}, tokenizer?: string): Promise<ModelShape> {
+  const noTokenizer = (what: string): void => {
+    if (tokenizer !== undefined) throw new KloopError(`--tokenizer: only a llama2.c checkpoint takes a separate tokenizer (${what})`);
+  };
   const preset = getPreset(spec);
-  if (preset) return preset;
+  if (preset) {
+    noTokenizer(`${spec} is a preset`);
+    return preset;
+  }
   const st = await stat(spec).catch(() => undefined);
   if (!st) {
     throw new KloopError(`--model: unknown model "${spec}" (presets: ${PRESET_NAMES.join(', ')}; or a config.json path)`);
@@ -116,6 +130,7 @@ export async function resolveModel(spec: string, opts: TimingModelCommandOptions
   const path = st.isDirectory() ? join(spec, 'config.json') : spec;
   const name = st.isDirectory() ? basename(spec.replace(/\/+$/, '')) : basename(dirname(path)) || basename(path);
   if (path.endsWith('.json')) {
+    noTokenizer(`${path} is a config.json`);
     let json: unknown;
     try {
       json = JSON.parse(await readFile(path, 'utf8'));
@@ -129,7 +144,7 @@ export async function resolveModel(spec: string, opts: TimingModelCommandOptions
     }
   }
   if (opts.loadModelConfig) {
-    const cfg = await opts.loadModelConfig(path);
+    const cfg = await opts.loadModelConfig(path, tokenizer);
     return shapeFromModelConfig(cfg, basename(path).replace(/\.[^.]*$/, ''));
   }
   if (path.endsWith('.bin')) return shapeFromLlama2cHeader(await readFile(path), basename(path).replace(/\.bin$/, ''));
@@ -149,7 +164,7 @@ export async function timingModelCommand(argv: string[], opts: TimingModelComman
     out(f.json ? JSON.stringify({ cases }, null, 2) + '\n' : formatValidation(cases));
     return 0;
   }
-  const shape = await resolveModel(f.model, opts);
+  const shape = await resolveModel(f.model, opts, f.tokenizer);
   const workload = { batch: f.batch, context: f.context, outputTokens: f.outputTokens };
   const convention = flopConvention(f.flops);
   const report = timingReport(shape, workload, { sockets: f.sockets, flopConvention: convention });

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KloopError } from '../../src/errors.ts';
 import { parseBenchFlags } from '../../src/cli/bench.ts';
@@ -35,9 +37,19 @@ describe('bench flags', () => {
     [['--host-wait', 'nap'], /--host-wait nap: must be sleep or spin/],
     [['--repeat'], /missing value/],
     [['--json=1'], /takes no value/],
+    [['--seed', '7'], /--seed: only a synthetic --shape model/],
+    [['--gguf', 'm.gguf'], /--gguf: only the llama\.cpp peer/],
+    [['--shape', 'stories15M', '--llama-gpu', 'vulkan', '--gguf', 'm.gguf'], /--gguf: a synthetic --shape model has no GGUF/],
+    [['--shape', 'stories15M', '--tokenizer', 't.bin'], /--tokenizer: a synthetic --shape model/],
+    [['--adapter', ''], /--adapter: empty value/],
   ])('rejects %j', (argv, msg) => {
     expect(() => parseBenchFlags(argv as string[])).toThrow(KloopError);
     expect(() => parseBenchFlags(argv as string[])).toThrow(msg);
+  });
+  it('--tokenizer and --gguf (with a llama.cpp peer) are taken', () => {
+    expect(parseBenchFlags(['--model', 'm.bin', '--tokenizer', 't.bin'])).toMatchObject({ model: 'm.bin', tokenizer: 't.bin' });
+    expect(parseBenchFlags(['--peers', '--gguf', 'm.gguf']).gguf).toBe('m.gguf');
+    expect(parseBenchFlags(['--shape', 'stories15M', '--seed', '7']).seed).toBe(7);
   });
   it('--llama-gpu names a node-llama-cpp GPU build', () => {
     expect(parseBenchFlags(['--model', 'm.gguf', '--llama-gpu', 'vulkan']).llamaGpu).toBe('vulkan');
@@ -69,6 +81,30 @@ describe('gguf beside the model', () => {
   it('finds stories260K.gguf next to the .bin', async () => {
     expect(await findGguf(stories)).toBe(path.join(modelsDir, 'stories260K', 'stories260K.gguf'));
     await expect(findGguf(stories, '/nonexistent.gguf')).rejects.toThrow(KloopError);
+  });
+});
+
+describe('runBench checks its options before opening the device', () => {
+  // An adapter that does not exist: a check made after opening the device would fail on it first.
+  const adapter = 'no-such-adapter-anywhere';
+  it('--prompt-tokens over the session context', async () => {
+    await expect(runBench({ model: stories, promptTokens: 513, adapter })).rejects.toThrow(/^--prompt-tokens 513: must be an integer in \[1, 512\]$/);
+  });
+  it('a missing --gguf for the llama.cpp peer', async () => {
+    const gguf = path.join(tmpdir(), `kloop-bench-missing-${process.pid}`, 'x.gguf');
+    await expect(runBench({ model: stories, peers: true, gguf, adapter })).rejects.toThrow(/^--gguf \S+x\.gguf: no such file$/);
+  });
+  it('loads a llama2.c model with the tokenizer given (none beside it)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kloop-bench-'));
+    try {
+      const bare = path.join(dir, 'model.bin');
+      await copyFile(stories, bare);
+      await expect(runBench({ model: bare, promptTokens: 513, adapter })).rejects.toThrow(/no tokenizer found beside the model/);
+      const tokenizer = path.join(modelsDir, 'stories260K', 'tok512.bin');
+      await expect(runBench({ model: bare, tokenizer, promptTokens: 513, adapter })).rejects.toThrow(/^--prompt-tokens 513: must be an integer in \[1, 512\]$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,34 +2,13 @@
  * The `kloop` command run as a user runs it (a child process through tsx), checked against
  * the llama2.c fixtures in ../shared/fixtures.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixturesDir, modelsDir, repoRoot } from '../helpers/paths.ts';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `kloop ...args` (src/cli/main.ts, or another script) with KLOOP_MODELS set. */
-function kloop(args: string[], script = 'src/cli/main.ts'): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', script, ...args],
-      { cwd: repoRoot, env: { ...process.env, KLOOP_MODELS: modelsDir, KLOOP_DEBUG: '' }, maxBuffer: 1 << 26 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+import { fixturesDir, modelsDir } from '../helpers/paths.ts';
+import { expectOneLineError, kloop } from './kloop.ts';
 
 interface Fixture {
   prompt: string;
@@ -43,17 +22,6 @@ const fixture = async (name: string): Promise<Fixture> =>
 
 const stories = path.join(modelsDir, 'stories260K', 'stories260K.bin');
 const aidreams = path.join(modelsDir, 'aidreams260K', 'aidreams260K.bin');
-
-/** Asserts a failed run: exit 1 and exactly one stderr line `kloop: ...` matching `what`. */
-function expectOneLineError(r: Run, what: RegExp): void {
-  expect(r.code).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n').filter((l) => l !== '');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^kloop: /);
-  expect(lines[0]).toMatch(what);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-}
 
 let tmp: string;
 beforeAll(async () => {
@@ -178,7 +146,8 @@ describe('kloop errors: exit 1, one line on stderr, no stack trace', () => {
     ['missing model file', ['generate', '--model', '/nonexistent/model.bin'], /\/nonexistent\/model\.bin: cannot open \(ENOENT\)/],
     ['prompt longer than the context', ['generate', '--model', aidreams, '--prompt', longPrompt], /prompt: \d+ tokens do not fit the context of 128/],
     ['logits without --out', ['logits', '--tokens', '1,2'], /--out: required/],
-    ['logits with an empty --out', ['logits', '--tokens', '1,2', '--out', ''], /--out: empty path/],
+    ['logits with an empty --out', ['logits', '--tokens', '1,2', '--out', ''], /--out: empty value/],
+    ['logits with a blank --out', ['logits', '--tokens', '1,2', '--out', ' '], /--out: empty value/],
     ['logits with a bad token list', ['logits', '--tokens', '1,,2', '--out', 'x.f32'], /--tokens: expected comma-separated integers/],
     ['logits with an unwritable --out', ['logits', '--mode', 'reference', '--tokens', '1', '--out', '/nonexistent/dir/x.f32'], /--out \/nonexistent\/dir\/x\.f32: cannot write \(ENOENT\)/],
   ];
