@@ -31,6 +31,8 @@ export interface BatchHost {
   pollSpins: number;
   lost: () => string | undefined;
   log?: (s: string) => void;
+  /** Fill the activations (logits rows included) with NaN before every pass (tests: no stale row passes). */
+  poison?: boolean;
 }
 
 interface Dispatch {
@@ -52,6 +54,7 @@ export class BatchRunner {
   private readonly staging: GPUBuffer;
   private readonly ctlBytes: number;
   private readonly logitsAt: number;
+  private nan?: Uint32Array;
 
   constructor(
     readonly batch: BatchLayout,
@@ -125,6 +128,7 @@ export class BatchRunner {
     });
     device.queue.writeBuffer(h.buffers.step, 0, step, 0, STEP_BYTES);
     if (nt > 0) device.queue.writeBuffer(h.buffers.ctl, k.C_TOKENS * 4, Uint32Array.from(tokens));
+    if (h.poison) device.queue.writeBuffer(h.buffers.act, 0, (this.nan ??= new Uint32Array(h.buffers.act.size / 4).fill(0x7fc00000)));
     const enc = device.createCommandEncoder();
     enc.clearBuffer(h.buffers.ctl, 0, 16);
     enc.clearBuffer(h.buffers.ctl, k.C_SLOTS * 4, this.batch.layout.maxSlots * k.SLOT_WORDS * 4);

@@ -407,7 +407,7 @@ export class GpuExecutor implements Executor {
   /** Feeds tokens at pos, pos+1, ... through the batched forward (batch-runner.ts), T per weight read. */
   forwardMany(tokens: number[], pos: number, want: LogitsWanted = 'all'): Promise<Float32Array[]> {
     const { device, gpu, mode, pipelineLayout, bindGroup, buffers, stats, opts } = this;
-    const host = { device, gpu, mode, pipelineLayout, bindGroup, buffers, stats, dispStride: DISP_STRIDE, spinBound: opts.spinBound ?? this.spinBound, pollSpins: opts.pollSpins ?? (gpu.cpu ? 1 << 14 : 1 << 12), lost: () => this.lost, log: opts.log };
+    const host = { device, gpu, mode, pipelineLayout, bindGroup, buffers, stats, dispStride: DISP_STRIDE, spinBound: opts.spinBound ?? this.spinBound, pollSpins: opts.pollSpins ?? (gpu.cpu ? 1 << 14 : 1 << 12), lost: () => this.lost, log: opts.log, poison: opts.poison };
     return (this.batchRunner ??= new BatchRunner(this.batch, host)).run(tokens, pos, want);
   }
 

@@ -37,7 +37,8 @@ describe.each(MODELS)('batched forward on $name', ({ name, file, fixture }) => {
   }, 120_000);
 
   it.each(['per-op', 'per-layer', 'looped'] as const)('%s: 200 positions equal step-by-step and the fixture', async (mode) => {
-    const ex = await createExecutor(model, mode, testDevice);
+    // Poisoned: every pass starts from NaN activations and logits rows (batch-runner.ts).
+    const ex = await createExecutor(model, mode, testDevice, { poison: true });
     all.push(ex);
     const got = await ex.forwardMany!(seq, 0, 'all');
     expect(got.length).toBe(POSITIONS);
@@ -68,7 +69,7 @@ describe.each(MODELS)('batched forward on $name', ({ name, file, fixture }) => {
     const prompt = seq.slice(0, 40);
     const ref = await createExecutor(model, 'reference', testDevice);
     const expected = await ref.decode(prompt, 0, prompt.length + 63, GREEDY);
-    const ex = await createExecutor(model, 'looped', testDevice, { tokensPerDispatch: 16 });
+    const ex = await createExecutor(model, 'looped', testDevice, { tokensPerDispatch: 16, poison: true });
     all.push(ex);
     const g = createGenerator(model, ex, { promptTokens: prompt, maxTokens: 64, sampling: GREEDY, ignoreEos: true, chunk: 16 });
     const got: number[] = [];
@@ -87,9 +88,10 @@ describe('batched forward in the GPU kernel form', () => {
     const ref = await createExecutor(model, 'reference', testDevice);
     const seq = [1, ...(await ref.decode([1], 0, 39, GREEDY))];
     const want = await ref.forwardMany!(seq, 0, 'all');
-    const ex = await createExecutor(model, 'looped', testDevice, { groups: 2, kernel: { style: 'gpu', wg: 64, lanes: 32 } });
+    const ex = await createExecutor(model, 'looped', testDevice, { groups: 2, kernel: { style: 'gpu', wg: 64, lanes: 32 }, poison: true });
     all.push(ex);
     const got = await ex.forwardMany!(seq, 0, 'all');
+    for (const [p, g] of got.entries()) expect(g.every(Number.isFinite), `position ${p}: unwritten logits`).toBe(true);
     const worst = Math.max(...got.map((g, p) => relError(g, want[p]!)));
     expect(worst).toBeLessThanOrEqual(1e-4);
     expect(ex.stats.fallbacks).toBe(0);
