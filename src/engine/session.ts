@@ -197,16 +197,38 @@ export class Session {
     return this.opts.log ?? ((s) => console.error(s));
   }
 
-  /** The device, opened on first use (once per session). */
+  /**
+   * The device, opened on first use. When it is lost (driver reset, a destroyed device) and the
+   * session opens its devices itself or through a function (sharedDevice, which reopens after a
+   * loss), the device and the executors built on it are forgotten and the next use opens a new
+   * one; a device object given as such stays, lost.
+   */
   device(): Promise<AcquiredDevice> {
     if (this.disposed) throw new OptionError('session', 'already disposed');
     if (!this.opened) {
       const d = this.opts.device;
       const p = d === undefined ? acquireDevice(this.opts.adapter, this.log) : typeof d === 'function' ? d() : Promise.resolve(d);
-      this.opened = p.then((dev) => (this.acquired = dev));
-      this.opened.catch(() => (this.opened = undefined));
+      const opened = p.then((dev) => {
+        this.acquired = dev;
+        if (typeof d !== 'object') void dev.device.lost.then(() => this.forget(opened));
+        return dev;
+      });
+      this.opened = opened;
+      opened.catch(() => {
+        if (this.opened === opened) this.opened = undefined;
+      });
     }
     return this.opened;
+  }
+
+  /** Forgets the lost device `opened` and the executors on it (they are dead with it). */
+  private forget(opened: Promise<AcquiredDevice>): void {
+    if (this.disposed || this.opened !== opened) return;
+    this.opened = undefined;
+    this.acquired = undefined;
+    const dead = [...this.executors.values()];
+    this.executors.clear();
+    for (const p of dead) void p.then((e) => e.executor.destroy(), () => undefined);
   }
 
   /** The adapter executors run on: REFERENCE_ADAPTER until a device is opened. */

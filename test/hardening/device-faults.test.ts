@@ -14,6 +14,7 @@ import { KloopError } from '../../src/errors.ts';
 import { type AcquiredDevice, acquireDevice } from '../../src/engine/device.ts';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { createGenerator } from '../../src/engine/generate.ts';
+import { openSession } from '../../src/engine/session.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
@@ -113,6 +114,52 @@ describe('device loss', () => {
     console.log(`looped device loss: ${r.ids.length} tokens kept, error after ${(performance.now() - destroyedAt).toFixed(0)} ms: ${(r.error as Error).message}`);
     expect(r.result.tokens).toEqual(r.ids);
     expect(r.ids.every((id) => Number.isInteger(id) && id >= 0 && id < stories.config.vocabSize)).toBe(true);
+  }, 180_000);
+});
+
+describe('a session after device loss', () => {
+  it('forgets the lost device and its executors, and the next generation opens a new one', async () => {
+    const opened: AcquiredDevice[] = [];
+    const s = openSession(stories, { device: async () => { const d = await ownDevice(); opened.push(d); return d; }, log: () => {} });
+    try {
+      const run = async () => {
+        const g = s.generate({ mode: 'looped', tokensPerDispatch: 16, maxTokens: 40, ignoreEos: true });
+        const ids: number[] = [];
+        for await (const t of g) ids.push(t.id);
+        return ids;
+      };
+      expect([1, ...(await run())].slice(0, 40)).toEqual([1, ...reference].slice(0, 40));
+      const first = await s.device();
+      first.device.destroy();
+      await within(first.device.lost, LOSS_BOUND_MS, 'the device loss');
+      // The loss is handled by the session's own handler, queued behind the promise above.
+      await new Promise((r) => setTimeout(r, 0));
+      const again = await run();
+      expect([1, ...again].slice(0, 40)).toEqual([1, ...reference].slice(0, 40));
+      expect(opened).toHaveLength(2);
+      expect(await s.device()).toBe(opened[1]);
+    } finally {
+      await s.dispose();
+      for (const d of opened) d.device.destroy();
+    }
+  }, 180_000);
+
+  it('a device object given as such is not replaced: the next step says it was lost', async () => {
+    const gpu = await ownDevice();
+    const s = openSession(stories, { device: gpu, log: () => {} });
+    try {
+      await s.executor({ mode: 'per-layer' });
+      gpu.device.destroy();
+      await within(gpu.device.lost, LOSS_BOUND_MS, 'the device loss');
+      const g = s.generate({ mode: 'per-layer', maxTokens: 4 });
+      const err = await (async () => {
+        for await (const _ of g) void _;
+      })().catch((e: unknown) => e);
+      expectLost(err);
+      expect(await s.device()).toBe(gpu);
+    } finally {
+      await s.dispose();
+    }
   }, 180_000);
 });
 
