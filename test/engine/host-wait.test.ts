@@ -4,25 +4,48 @@
  * (Dawn's Node binding polls the device once per turn), after its spinning time; the device
  * acquired in Node carries one, and long runs of readbacks through it complete.
  */
-import { describe, expect, it } from 'vitest';
-import { type Waiter, canBlock, hostWaiter, passThrough, waitPolicy } from '../../src/engine/host-wait.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { canBlock, hostWaiter, passThrough, waitPolicy } from '../../src/engine/host-wait.ts';
 import { testDevice } from '../helpers/gpu.ts';
 
 const later = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
 
-/** Event-loop turns a competing setImmediate loop gets while `wait` waits `ms` for a timer. */
-async function turnsDuring(wait: Waiter, ms: number): Promise<{ turns: number; value: string }> {
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
+/** `n` turns of the event loop: one setImmediate each, the next queued from the last. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** A promise and the function that resolves it. */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/**
+ * Watches the waiter's two contacts with the host: the clock it reads (performance.now, set by
+ * the test) and the sleeps it takes (Atomics.wait, run for real; each of its answers recorded,
+ * 'timed-out' when it slept the whole time asked). The waiter's own sleeps are told apart from
+ * any other Atomics.wait by their length, `sleepMs`.
+ */
+function watchHost(sleepMs: number) {
+  let now = 100;
+  const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+  const realWait = Atomics.wait;
+  const sleeps: string[] = [];
+  const sleep = vi.spyOn(Atomics, 'wait').mockImplementation((...args: Parameters<typeof Atomics.wait>) => {
+    const r = realWait.apply(Atomics, args);
+    if (args[3] === sleepMs) sleeps.push(r);
+    return r;
+  });
+  return {
+    sleeps,
+    setNow: (ms: number) => void (now = ms),
+    restore: () => {
+      clock.mockRestore();
+      sleep.mockRestore();
+    },
   };
-  setImmediate(spin);
-  const value = await wait(later(ms, 'done'));
-  running = false;
-  return { turns, value };
 }
 
 describe('host waiter', () => {
@@ -43,19 +66,46 @@ describe('host waiter', () => {
     expect([a, b]).toEqual(['a', 'b']);
   });
 
-  it('throttles the event loop to about one turn per sleep while a wait is pending', async () => {
-    const free = await turnsDuring(passThrough, 40);
-    const slept = await turnsDuring(hostWaiter({ sleepUs: 2000, spinUs: 0 }), 40);
-    expect(slept.value).toBe('done');
-    // 40 ms at 2 ms a turn: about 20 turns (a few more around the timer); unthrottled, thousands.
-    expect(slept.turns).toBeLessThan(40);
-    expect(free.turns).toBeGreaterThan(10 * slept.turns);
+  it('throttles the event loop: each turn while a wait is pending sleeps once, the whole sleep; none once it settled', async () => {
+    const host = watchHost(1.5);
+    try {
+      const d = deferred<string>();
+      const waiting = hostWaiter({ sleepUs: 1500, spinUs: 0 })(d.promise);
+      // Its turn and each of these take turns in the event loop: 20 turns, 20 sleeps (one more or
+      // less at the ends), each blocking the thread for all its 1.5 ms.
+      await turns(20);
+      expect(host.sleeps.length).toBeGreaterThanOrEqual(19);
+      expect(host.sleeps.length).toBeLessThanOrEqual(21);
+      expect(host.sleeps.every((r) => r === 'timed-out'), host.sleeps.join(' ')).toBe(true);
+      d.resolve('done');
+      expect(await waiting).toBe('done');
+      const slept = host.sleeps.length;
+      await turns(10);
+      expect(host.sleeps.length).toBe(slept);
+    } finally {
+      host.restore();
+    }
   });
 
   it('spins at full speed for its spinning time before it sleeps', async () => {
-    const spun = await turnsDuring(hostWaiter({ sleepUs: 2000, spinUs: 1e6 }), 40);
-    const slept = await turnsDuring(hostWaiter({ sleepUs: 2000, spinUs: 0 }), 40);
-    expect(spun.turns).toBeGreaterThan(10 * slept.turns);
+    const host = watchHost(1.5);
+    try {
+      const d = deferred<string>();
+      const waiting = hostWaiter({ sleepUs: 1500, spinUs: 10_000 })(d.promise);
+      await turns(20);
+      host.setNow(109.9); // 9.9 ms of its 10 ms
+      await turns(20);
+      expect(host.sleeps).toEqual([]);
+      host.setNow(110);
+      await turns(20);
+      expect(host.sleeps.length).toBeGreaterThanOrEqual(19);
+      expect(host.sleeps.length).toBeLessThanOrEqual(21);
+      expect(host.sleeps.every((r) => r === 'timed-out')).toBe(true);
+      d.resolve('done');
+      expect(await waiting).toBe('done');
+    } finally {
+      host.restore();
+    }
   });
 
   it('the device acquired in Node waits with a sleeping waiter', async () => {

@@ -4,6 +4,7 @@ import { type AcquiredDevice, acquireDevice } from '../../src/engine/device.ts';
 import { type Executor, type Mode, createExecutor } from '../../src/engine/executor.ts';
 import type { GpuOptions } from '../../src/engine/gpu-executor.ts';
 import type { LoadedModel } from '../../src/loader/types.ts';
+import { KloopError } from '../../src/errors.ts';
 
 let device: Promise<AcquiredDevice> | undefined;
 
@@ -11,6 +12,29 @@ let device: Promise<AcquiredDevice> | undefined;
 export function testDevice(): Promise<AcquiredDevice> {
   device ??= acquireDevice(process.env.KLOOP_TEST_ADAPTER, () => {});
   return device;
+}
+
+/**
+ * Whether `e` says this machine has no WebGPU at all (engine/device.ts): no adapter (no Vulkan
+ * driver, no SwiftShader), or a 'webgpu' package that does not load here. A missing
+ * prerequisite, where any other error in setting up a device is a failure.
+ */
+export function isNoWebGpu(e: unknown): e is KloopError {
+  return e instanceof KloopError && /^WebGPU: (no adapter found|cannot load the 'webgpu' package)/.test(e.message);
+}
+
+/**
+ * The test device, or undefined with the reason printed when this machine has no WebGPU
+ * (isNoWebGpu), for `what` to be skipped; any other failure to open it is thrown.
+ */
+export async function testDeviceOrSkip(what: string): Promise<AcquiredDevice | undefined> {
+  try {
+    return await testDevice();
+  } catch (e) {
+    if (!isNoWebGpu(e)) throw e;
+    console.log(`SKIPPED ${what}: ${e.message}`);
+    return undefined;
+  }
 }
 
 /** Relative error of one logits row: ||a - ref|| / ||ref||. */

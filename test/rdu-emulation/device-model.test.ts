@@ -7,9 +7,9 @@ import { measureDevice } from '../../src/rdu-emulation/device-model/microbench.t
 import { buildSchedule } from '../../src/engine/schedule.ts';
 import { syntheticModel } from '../../src/loader/synthetic.ts';
 import { loadModel } from '../../src/loader/index.ts';
-import { acquireDevice, type AcquiredDevice } from '../../src/engine/device.ts';
 import { createExecutor } from '../../src/engine/executor.ts';
 import type { GpuExecutor } from '../../src/engine/gpu-executor.ts';
+import { testDeviceOrSkip } from '../helpers/gpu.ts';
 import { modelsDir } from '../helpers/paths.ts';
 
 const P: DeviceParameters = {
@@ -111,12 +111,7 @@ describe('device model predictions', () => {
   });
 });
 
-let gpu: AcquiredDevice | undefined;
-try {
-  gpu = await acquireDevice(undefined, () => undefined);
-} catch {
-  gpu = undefined;
-}
+const gpu = await testDeviceOrSkip('the microbenchmarks (GPU adapter)');
 
 describe.skipIf(!gpu)('microbenchmarks (GPU adapter)', () => {
   it('return finite positive figures on the adapter', async () => {

@@ -23,9 +23,15 @@ describe('plot', () => {
     expect(svg.match(/<polyline/g)).toHaveLength(3);
   });
   // UPDATE_TIMING_SVG=1 npx vitest run test/rdu-emulation/plot.test.ts rewrites the committed file.
-  it('docs/timing-model.svg is the current model', async () => {
+  it('docs/timing-model.svg is the current model', async (ctx) => {
     const svg = renderPlotSvg(shape, TABLE1_WORKLOAD);
-    if (process.env.UPDATE_TIMING_SVG) await writeFile(SVG_PATH, svg);
+    if (process.env.UPDATE_TIMING_SVG) {
+      // Rewritten from the model, so a comparison with it would prove nothing.
+      await writeFile(SVG_PATH, svg);
+      const why = `the comparison: UPDATE_TIMING_SVG is set, ${SVG_PATH.pathname} rewritten`;
+      console.log(`SKIPPED ${why}`);
+      ctx.skip(why);
+    }
     expect(await readFile(SVG_PATH, 'utf8')).toBe(svg);
   });
 });
