@@ -23,18 +23,16 @@ export {
   type LoadProgress,
   type BytesFormat,
 } from './load.ts';
+export { createGenerator, sharedDevice, type StreamOptions } from '../engine/stream.ts';
 export {
   openSession,
   Session,
-  createGenerator,
-  sharedDevice,
   parameterCount,
   DEFAULTS,
   REFERENCE_ADAPTER,
   type SessionOptions,
   type ExecutorChoice,
   type GenerateRequest,
-  type StreamOptions,
   type TokenStream,
   type SessionResult,
   type DecodeStats,

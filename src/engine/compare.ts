@@ -6,7 +6,8 @@
 import { KloopError } from '../errors.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import type { Mode } from './interface.ts';
-import { DEFAULTS, type DeviceSource, Session, median, sharedDevice } from './session.ts';
+import { DEFAULTS, type DeviceSource, Session, median } from './session.ts';
+import { sharedDevice } from './stream.ts';
 
 export type GpuMode = Exclude<Mode, 'reference'>;
 export const GPU_MODES: readonly GpuMode[] = ['per-op', 'per-layer', 'looped'];
