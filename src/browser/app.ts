@@ -2,11 +2,20 @@
  * The demo page's script (web/index.html): plain DOM on top of the public browser API, which it
  * imports from the separate bundle ./kloop.js (see build.ts). Bundled to web/dist/app.js.
  *
+ * One action runs at a time (Load, Generate, Run benchmark); Stop aborts a download at once, and
+ * a generation or a benchmark at the next point it can stop (a kernel build or a prefill runs to
+ * its end). A new model replaces the loaded one only once it has loaded.
+ *
  * window.kloop exposes the API and what the page did (runs, benchmark) for tests and consoles.
  */
 import * as kloop from './index.ts';
-import type { BenchResult, GpuMode, LoadedModel, LoadProgress, ModelSource, WebGPUSupport } from './index.ts';
-import { $, type RunRecord, benchTable, drawChart, el, fmt, message, mib, num, showBlocking, showErrorBox, showModel, showNotes, status } from './page.ts';
+import type { BenchResult, GpuMode, LoadedModel, LoadProgress, WebGPUSupport } from './index.ts';
+import { type NumberField, capped, fieldMessage, initField, readNumber, readNumbers } from './fields.ts';
+import {
+  $, type RunRecord, benchTable, clearErrors, drawChart, el, fmt, message, plural, resetMeters, showAdapter, showBlocking, showErrorBox, showModel, status,
+} from './page.ts';
+import { type Tab, choice, loadServedList, selectTab, selection, setFiles, showServedSummary, wireFiles } from './choice.ts';
+import { loadMessage } from './pick.ts';
 
 export type { RunRecord };
 
@@ -18,7 +27,7 @@ export interface PageHook {
   model?: LoadedModel;
   runs: RunRecord[];
   lastRun?: RunRecord;
-  lastBench?: { results: BenchResult[]; agree: boolean; done: boolean; error?: string };
+  lastBench?: { results: BenchResult[]; agree: boolean; done: boolean; stopped?: boolean; error?: string };
   errors: string[];
   busy: boolean;
 }
@@ -34,23 +43,44 @@ window.kloop = hook;
 
 // ---------------------------------------------------------------- state
 
-interface Selection {
-  key: string;
-  source: ModelSource;
-}
+/** What the running action is doing: what Stop can interrupt depends on it. */
+type Phase = 'load' | 'compile' | 'prefill' | 'decode' | 'bench';
 
 const state = {
-  tab: 'served' as 'served' | 'url' | 'files',
-  served: [] as { name: string; format: string; model: string; tokenizer?: string; bytes: number; summary?: string }[],
-  files: [] as File[],
+  /** Files chosen while an action ran: they load when it ends. */
+  queued: false,
   model: undefined as LoadedModel | undefined,
   modelKey: '',
   /** The session of the loaded model: its executors are built once and reused. */
   session: undefined as kloop.Session | undefined,
-  stop: false,
+  /** Kernel build seconds of each mode|K whose kernels (the prefill's too) this session has built. */
+  prepared: new Map<string, number>(),
+  /** The running action: its abort controller, its status line and its phase. */
+  op: undefined as { abort: AbortController; statusId: string; phase: Phase } | undefined,
 };
 
-// ---------------------------------------------------------------- messages
+const D = kloop.DEFAULTS;
+/** Tokens per looped dispatch: the engine's limit (MAX_TOKENS_PER_DISPATCH). */
+const MAX_K = 64;
+const FIELDS = {
+  k: { id: 'k', dflt: D.tokensPerDispatch, min: 1, max: MAX_K, integer: true },
+  maxTokens: { id: 'max-tokens', dflt: D.maxTokens, min: 1, integer: true },
+  temperature: { id: 'temperature', dflt: 0, min: 0 },
+  topP: { id: 'top-p', dflt: 0.9, min: 0, above: true, max: 1 },
+  seed: { id: 'seed', dflt: 42, min: 0, max: 0xffffffff, integer: true },
+  benchTokens: { id: 'bench-tokens', dflt: 64, min: 4, integer: true },
+  benchK: { id: 'bench-k', dflt: D.tokensPerDispatch, min: 1, max: MAX_K, integer: true },
+} satisfies Record<string, NumberField>;
+
+const STOPPING: Record<Phase, string> = {
+  load: 'stopping the download…',
+  compile: 'stopping after the kernels are built (a compilation cannot be interrupted)…',
+  prefill: 'stopping after the prefill…',
+  decode: 'stopping…',
+  bench: 'stopping after the current step (a kernel build or a timed run)…',
+};
+
+// ---------------------------------------------------------------- actions
 
 function showError(text: string): void {
   hook.errors.push(text);
@@ -65,170 +95,135 @@ function setBusy(busy: boolean): void {
   $<HTMLButtonElement>('stop').disabled = !busy;
 }
 
-// ---------------------------------------------------------------- adapter
+/** Runs one action with the page busy; Stop aborts its signal. Files chosen meanwhile load after it. */
+async function exclusive(statusId: string, body: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  if (hook.busy) return;
+  const op = { abort: new AbortController(), statusId, phase: 'load' as Phase };
+  state.op = op;
+  setBusy(true);
+  try {
+    await body(op.abort.signal);
+  } finally {
+    state.op = undefined;
+    setBusy(false);
+    if (state.queued) {
+      state.queued = false;
+      void loadClicked('files');
+    }
+  }
+}
 
-async function checkAdapter(): Promise<WebGPUSupport> {
-  const s = await kloop.checkWebGPU();
-  hook.support = s;
-  const badge = $('adapter-badge');
-  const dl = $('adapter');
-  dl.replaceChildren();
-  const row = (k: string, v: string) => dl.append(el('dt', {}, k), el('dd', {}, v));
-  if (!s.adapter) {
-    badge.textContent = 'WebGPU unavailable';
-    badge.className = 'badge bad';
-    row('status', 'no WebGPU adapter');
-  } else {
-    const a = s.adapter;
-    const what = [a.vendor, a.architecture, a.description || a.device].filter((x) => x && x !== 'unknown').join(' · ');
-    badge.textContent = `WebGPU · ${what || 'adapter'}`;
-    badge.className = s.ok ? 'badge ok' : 'badge bad';
-    row('vendor', a.vendor);
-    row('architecture', a.architecture);
-    row('description', a.description || '(not given by the browser)');
-    if (a.device) row('device', a.device);
-    row('fallback adapter', a.fallback ? 'yes' : 'no');
-    row('status', s.ok ? 'ready' : 'missing what the kernels need');
-  }
-  const chips = $('features');
-  chips.replaceChildren();
-  for (const f of kloop.OPTIONAL_FEATURES) {
-    const on = s.features.includes(f);
-    chips.append(el('span', { class: `chip ${on ? 'on' : 'off'}`, title: on ? 'used when present' : 'absent (optional)' }, f));
-  }
-  const all = $('features-all');
-  all.replaceChildren();
-  for (const f of s.features) all.append(el('span', { class: 'chip' }, f));
-  $('all-features').querySelector('summary')!.textContent = `all ${s.features.length} features`;
-  const limits = $('limits');
-  limits.replaceChildren();
-  for (const [k, v] of Object.entries(s.limits)) {
-    limits.append(el('dt', {}, k), el('dd', { title: String(v) }, v >= 1 << 20 && v % (1 << 20) === 0 ? `${v / 2 ** 20} MiB` : String(v)));
-  }
-  for (const id of ['features', 'all-features', 'limits']) $(id).hidden = !s.adapter;
-  for (const h of $('adapter-card').querySelectorAll('h3')) h.hidden = !s.adapter;
-  if (!s.ok) showBlocking(s.problems);
-  showNotes(s.notes);
-  return s;
+/** The running action enters `phase`; its status says `text` unless Stop was pressed. */
+function setPhase(phase: Phase, text: string): void {
+  const op = state.op;
+  if (!op) return;
+  op.phase = phase;
+  if (!op.abort.signal.aborted) status(op.statusId, text, true);
+}
+
+function stopClicked(): void {
+  const op = state.op;
+  if (!op || op.abort.signal.aborted) return;
+  op.abort.abort();
+  status(op.statusId, STOPPING[op.phase], true);
+  if (op.phase === 'load') status('load-status', STOPPING.load, true);
 }
 
 // ---------------------------------------------------------------- model choice
 
-function selectTab(tab: typeof state.tab): void {
-  state.tab = tab;
-  for (const b of document.querySelectorAll<HTMLButtonElement>('.tab')) {
-    const on = b.dataset.tab === tab;
-    b.classList.toggle('active', on);
-    b.setAttribute('aria-selected', String(on));
-  }
-  for (const p of document.querySelectorAll<HTMLElement>('.tab-panel')) p.hidden = p.dataset.panel !== tab;
-}
-
-async function loadServedList(): Promise<void> {
-  const sel = $<HTMLSelectElement>('served');
-  try {
-    const res = await fetch('models/');
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = (await res.json()) as { models: typeof state.served };
-    state.served = body.models;
-  } catch (e) {
-    state.served = [];
-    $('served-summary').textContent = `No model list from this server (${message(e)}): use a URL or local files.`;
-  }
-  sel.replaceChildren();
-  if (state.served.length === 0) {
-    sel.append(el('option', { value: '' }, 'no models served (set KLOOP_MODELS)'));
-    if (!$('served-summary').textContent) $('served-summary').textContent = 'The server found no models: use a URL or local files.';
+/** Files dropped or chosen: loaded now, or once the running action ends. */
+function filesChosen(files: File[]): void {
+  if (files.length === 0) return;
+  if (hook.busy) {
+    state.queued = true;
+    setFiles(files, ': these load when the current action ends (Stop ends it now)');
     return;
   }
-  state.served.forEach((m, i) => sel.append(el('option', { value: String(i) }, `${m.name} · ${m.format} · ${mib(m.bytes)}`)));
-  const preferred = state.served.findIndex((m) => m.name === 'stories260K');
-  sel.value = String(preferred >= 0 ? preferred : 0);
-  showServedSummary();
+  setFiles(files);
+  void loadClicked('files');
 }
 
-function showServedSummary(): void {
-  const m = state.served[Number($<HTMLSelectElement>('served').value)];
-  $('served-summary').textContent = m ? `${m.model}${m.tokenizer ? ` + ${m.tokenizer}` : ''}${m.summary ? ` · ${m.summary}` : ''}` : '';
-}
-
-function setFiles(files: File[]): void {
-  state.files = files;
-  $('files-chosen').textContent = files.length ? files.map((f) => `${f.name} (${mib(f.size)})`).join(', ') : '';
-}
-
-const isTokenizerName = (n: string): boolean => /^tok.*\.bin$/i.test(n) || /^tokenizer\.(bin|json)$/i.test(n) || /\.json$/i.test(n);
-
-function selection(): Selection {
-  if (state.tab === 'served') {
-    const m = state.served[Number($<HTMLSelectElement>('served').value)];
-    if (!m) throw new kloop.KloopError('no served model chosen: pick one, or use a URL or local files');
-    return { key: `served:${m.model}`, source: m.tokenizer ? { model: m.model, tokenizer: m.tokenizer } : m.model };
-  }
-  if (state.tab === 'url') {
-    const model = $<HTMLInputElement>('model-url').value.trim();
-    const tok = $<HTMLInputElement>('tok-url').value.trim();
-    if (!model) throw new kloop.KloopError('model URL: empty');
-    return { key: `url:${model}|${tok}`, source: tok ? { model, tokenizer: tok } : model };
-  }
-  const files = state.files;
-  if (files.length === 0) throw new kloop.KloopError('no local files chosen: drop a .gguf, or a llama2.c .bin with its tokenizer');
-  const gguf = files.find((f) => /\.gguf$/i.test(f.name));
-  const model = gguf ?? files.find((f) => !isTokenizerName(f.name)) ?? (files.length === 1 ? files[0] : undefined);
-  if (!model) throw new kloop.KloopError(`local files: which one is the model? (${files.map((f) => f.name).join(', ')})`);
-  const tok = gguf ? undefined : files.find((f) => f !== model && isTokenizerName(f.name));
-  const key = `files:${files.map((f) => `${f.name}:${f.size}:${f.lastModified}`).join('|')}`;
-  return { key, source: tok ? { model, tokenizer: tok } : { model } };
-}
-
-function disposeSession(): void {
-  void state.session?.dispose();
-  state.session = undefined;
-}
-
-async function loadSelected(): Promise<LoadedModel> {
-  const sel = selection();
-  if (state.model && state.modelKey === sel.key) return state.model;
-  disposeSession();
-  state.model = undefined;
-  hook.model = undefined;
-  $('model-info').replaceChildren();
+/**
+ * The model chosen on tab `tab`, loaded unless it is the loaded one. The loaded model (and its
+ * session) stays until the new one has loaded; a failed or stopped load leaves it in place.
+ */
+async function loadSelected(signal: AbortSignal, tab: Tab = choice.tab): Promise<LoadedModel> {
   const bar = $('load-bar');
-  const seen = new Map<string, LoadProgress>();
-  const onProgress = (p: LoadProgress) => {
-    seen.set(p.what, p);
-    let loaded = 0;
-    let total = 0;
-    for (const q of seen.values()) {
-      loaded += q.loaded;
-      total += q.total ?? q.loaded;
+  try {
+    const sel = await selection(tab);
+    if (state.model && state.modelKey === sel.key) {
+      bar.style.width = '100%';
+      status('load-status', `loaded ${state.model.name}`);
+      return state.model;
     }
-    bar.style.width = `${total > 0 ? Math.round((100 * loaded) / total) : 0}%`;
-  };
-  bar.style.width = '0%';
-  const t0 = performance.now();
-  const model = await kloop.loadModel(sel.source, { onProgress });
-  bar.style.width = '100%';
-  state.model = model;
-  state.session = kloop.openSession(model, { device: kloop.sharedDevice });
-  state.modelKey = sel.key;
-  hook.model = model;
-  showModel(model, performance.now() - t0);
-  return model;
+    const seen = new Map<string, LoadProgress>();
+    const onProgress = (p: LoadProgress) => {
+      seen.set(p.what, p);
+      let loaded = 0;
+      let total = 0;
+      for (const q of seen.values()) {
+        loaded += q.loaded;
+        total += q.total ?? q.loaded;
+      }
+      bar.style.width = `${total > 0 ? Math.round((100 * loaded) / total) : 0}%`;
+    };
+    bar.style.width = '0%';
+    status('load-status', 'loading…', true);
+    const t0 = performance.now();
+    const model = await kloop.loadModel(sel.source, { onProgress, signal });
+    if (signal.aborted) throw new Error('stopped');
+    const session = kloop.openSession(model, { device: kloop.sharedDevice });
+    void state.session?.dispose();
+    state.session = session;
+    state.model = model;
+    state.modelKey = sel.key;
+    state.prepared.clear();
+    hook.model = model;
+    bar.style.width = '100%';
+    showModel(model, performance.now() - t0);
+    status('load-status', `loaded ${model.name}`);
+    clearErrors();
+    return model;
+  } catch (e) {
+    bar.style.width = '0%';
+    const kept = state.model ? `; ${state.model.name} is still loaded` : '';
+    status('load-status', `${signal.aborted ? 'stopped' : 'failed'}${kept}`);
+    if (signal.aborted) throw e;
+    throw new Error(loadMessage(e, tab));
+  }
+}
+
+async function loadClicked(tab: Tab = choice.tab): Promise<void> {
+  if (tab !== choice.tab) selectTab(tab);
+  await exclusive('load-status', async (signal) => {
+    try {
+      await loadSelected(signal, tab);
+    } catch (e) {
+      if (!signal.aborted) showError(message(e));
+    }
+  });
 }
 
 // ---------------------------------------------------------------- generate
 
-function resetMeters(): void {
-  for (const [id, v] of [['tps', '–'], ['ntok', '0'], ['prefill', '–'], ['build', '–'], ['dpt', '–'], ['wgs', '–'], ['devmem', '–']]) $(id!).textContent = v!;
-}
-
 async function generate(): Promise<void> {
   if (hook.busy) return;
-  setBusy(true);
-  state.stop = false;
   const mode = $<HTMLSelectElement>('mode').value as GpuMode;
-  const k = mode === 'looped' ? Math.round(num('k', 1, 64, kloop.DEFAULTS.tokensPerDispatch)) : 1;
+  const { maxTokens, temperature, topP, seed } = FIELDS;
+  const fields = readNumbers({ maxTokens, temperature, topP, seed });
+  // K counts in the looped mode only (its field is disabled in the others).
+  const k = mode === 'looped' ? readNumber(FIELDS.k) : 1;
+  if (mode !== 'looped') fieldMessage('k');
+  if (!fields || k === undefined) {
+    status('gen-status', 'not started: check the fields marked in red');
+    return;
+  }
+  clearErrors();
+  await exclusive('gen-status', (signal) => generateRun(mode, { ...fields, k }, signal));
+}
+
+async function generateRun(mode: GpuMode, f: { maxTokens: number; temperature: number; topP: number; seed: number; k: number }, signal: AbortSignal): Promise<void> {
+  const k = f.k;
   const prompt = $<HTMLTextAreaElement>('prompt').value;
   const run: RunRecord = {
     mode, tokensPerDispatch: k, prompt, promptTokens: [], tokens: [], text: '', tokensPerSecond: 0, prefillMs: 0, buildSeconds: 0, done: false,
@@ -239,23 +234,36 @@ async function generate(): Promise<void> {
   const out = $('output');
   try {
     status('gen-status', 'loading the model…', true);
-    const model = await loadSelected();
+    await loadSelected(signal);
     const session = state.session!;
-    const fresh = !session.built({ mode, tokensPerDispatch: k });
-    status('gen-status', fresh ? `building the ${mode} kernels (compiling WGSL; slow on a CPU adapter)…` : 'starting…', true);
-    const { executor: ex, buildSeconds } = await session.executorWithBuildTime({ mode, tokensPerDispatch: k });
-    run.buildSeconds = buildSeconds;
-    $('build').textContent = fresh ? fmt(buildSeconds, 2) : `${fmt(buildSeconds, 2)} (cached)`;
-    $('devmem').textContent = 'deviceBytes' in ex ? fmt((ex.deviceBytes as number) / 2 ** 20, 2) : 'n/a';
-    const maxTokens = Math.round(num('max-tokens', 1, model.config.seqLen, 128));
-    const temperature = num('temperature', 0, 100, 0);
-    const sampling = { temperature, topK: 0, topP: temperature > 0 ? num('top-p', 0.01, 1, 0.9) : 1, seed: Math.round(num('seed', 0, 0xffffffff, 42)) };
-    const g = session.generate({ mode, tokensPerDispatch: k, prompt, maxTokens, sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked });
+    const choice = { mode, tokensPerDispatch: k };
+    const sampling = { temperature: f.temperature, topK: 0, topP: f.temperature > 0 ? f.topP : 1, seed: f.seed };
+    // The prompt is encoded and checked against the context here, before any kernel is built.
+    const g = session.generate({ ...choice, prompt, maxTokens: Math.min(f.maxTokens, session.context), sampling, ignoreEos: !$<HTMLInputElement>('stop-eos').checked });
     run.promptTokens = g.promptTokens;
+    const room = session.context - g.promptTokens.length;
+    capped('max-tokens', f.maxTokens, room, `the context (${session.context} positions, ${plural(g.promptTokens.length, 'prompt token')})`);
+    const key = `${mode}|${k}`;
+    let seconds = state.prepared.get(key);
+    const fresh = seconds === undefined;
+    setPhase('compile', fresh ? `compiling the ${mode} kernels (WGSL; slow on a CPU adapter)…` : 'starting…');
+    const t0 = performance.now();
+    const { executor: ex } = await session.executorWithBuildTime(choice);
+    // The prefill's batched kernels too, so that the prefill's time carries no compilation.
+    await ex.forwardMany?.([], 0, 'none');
+    seconds ??= (performance.now() - t0) / 1000;
+    state.prepared.set(key, seconds);
+    run.buildSeconds = seconds;
+    $('build').textContent = fresh ? fmt(seconds, 2) : `${fmt(seconds, 2)} (cached)`;
+    $('devmem').textContent = 'deviceBytes' in ex ? fmt((ex.deviceBytes as number) / 2 ** 20, 2) : 'n/a';
+    if (signal.aborted) {
+      run.stoppedAt = 'stopped';
+      status('gen-status', 'stopped before generating (the kernels are built: the next run starts at once)');
+      return;
+    }
     out.replaceChildren(el('span', { class: 'prompt' }, prompt), el('span', { class: 'gen' }), el('span', { class: 'cursor' }));
     const gen = out.querySelector<HTMLElement>('.gen')!;
-    status('gen-status', `generating (${mode}${mode === 'looped' ? `, K = ${k}` : ''})…`, true);
-    const t0 = performance.now();
+    setPhase('prefill', `prefilling ${plural(g.promptTokens.length, 'prompt token')}…`);
     let tFirst = 0;
     let atFirst = { ...ex.stats };
     for await (const t of g) {
@@ -266,8 +274,10 @@ async function generate(): Promise<void> {
       if (run.tokens.length === 1) {
         tFirst = now;
         atFirst = { ...ex.stats };
-        run.prefillMs = now - t0;
+        // From the start of the prefill (kernels built) to the first token, as the engine times it.
+        run.prefillMs = g.result().stats.timeToFirstTokenMs;
         $('prefill').textContent = fmt(run.prefillMs, 1);
+        setPhase('decode', `generating (${mode}${mode === 'looped' ? `, K = ${k}` : ''})…`);
       } else {
         run.tokensPerSecond = (run.tokens.length - 1) / ((now - tFirst) / 1000);
         $('tps').textContent = fmt(run.tokensPerSecond, 1);
@@ -277,23 +287,31 @@ async function generate(): Promise<void> {
       $('ntok').textContent = String(run.tokens.length);
       $('wgs').textContent = ex.stats.workgroups > 0 ? String(ex.stats.workgroups) : 'n/a';
       out.scrollTop = out.scrollHeight;
-      if (state.stop) break;
+      if (signal.aborted) break;
     }
     const r = g.result();
-    run.stoppedAt = state.stop ? 'stopped' : r.stoppedAt;
-    if (!state.stop && r.tokens.length > 1 && r.decodeSeconds > 0) run.tokensPerSecond = (r.tokens.length - 1) / r.decodeSeconds;
-    $('tps').textContent = run.tokens.length > 1 ? fmt(run.tokensPerSecond, 1) : '–';
+    run.stoppedAt = signal.aborted ? 'stopped' : r.stoppedAt;
+    const n = run.tokens.length;
+    if (!signal.aborted && n > 1 && r.decodeSeconds > 0) run.tokensPerSecond = (n - 1) / r.decodeSeconds;
+    if (n < 2) run.tokensPerSecond = 0;
+    $('tps').textContent = n > 1 ? fmt(run.tokensPerSecond, 1) : '–';
     out.querySelector('.cursor')?.remove();
     const why = { eos: 'end of text', 'max-tokens': 'max tokens', context: 'end of the context', stopped: 'stopped' }[run.stoppedAt] ?? run.stoppedAt;
-    status('gen-status', `${run.tokens.length} tokens, ${fmt(run.tokensPerSecond, 1)} tokens/s (${why})${ex.stats.fallbacks ? `, ${ex.stats.fallbacks} barrier fallbacks` : ''}`);
+    const rate = n > 1 ? `, ${fmt(run.tokensPerSecond, 1)} tokens/s` : '';
+    const fallbacks = ex.stats.fallbacks ? `, ${plural(ex.stats.fallbacks, 'barrier fallback')}` : '';
+    status('gen-status', `${plural(n, 'token')}${rate} (${why})${fallbacks}`);
   } catch (e) {
-    run.error = message(e);
-    status('gen-status', 'failed');
     out.querySelector('.cursor')?.remove();
-    showError(run.error);
+    if (signal.aborted && state.op?.phase === 'load') {
+      run.stoppedAt = 'stopped';
+      status('gen-status', `stopped while loading the model${state.model ? `; ${state.model.name} is still loaded` : ''}`);
+    } else {
+      run.error = message(e);
+      status('gen-status', 'failed');
+      showError(run.error);
+    }
   } finally {
     run.done = true;
-    setBusy(false);
   }
 }
 
@@ -301,33 +319,41 @@ async function generate(): Promise<void> {
 
 async function bench(): Promise<void> {
   if (hook.busy) return;
-  setBusy(true);
-  state.stop = false;
+  const f = readNumbers({ tokens: FIELDS.benchTokens, k: FIELDS.benchK });
+  if (!f) {
+    status('bench-status', 'not started: check the fields marked in red');
+    return;
+  }
+  clearErrors();
+  await exclusive('bench-status', (signal) => benchRun(f, signal));
+}
+
+async function benchRun(f: { tokens: number; k: number }, signal: AbortSignal): Promise<void> {
   const record: NonNullable<PageHook['lastBench']> = { results: [], agree: false, done: false };
   hook.lastBench = record;
-  const abort = new AbortController();
   const pending: Partial<Record<GpuMode, string>> = { 'per-op': 'waiting…', 'per-layer': 'waiting…', looped: 'waiting…' };
+  let current: GpuMode | undefined;
   drawChart([], pending, kloop.GPU_MODES);
   benchTable([]);
-  const stopWatch = setInterval(() => {
-    if (state.stop) abort.abort();
-  }, 100);
   try {
     status('bench-status', 'loading the model…', true);
-    const model = await loadSelected();
-    const tokens = Math.round(num('bench-tokens', 4, Math.min(1024, model.config.seqLen - 8), 64));
-    const k = Math.round(num('bench-k', 1, 64, kloop.DEFAULTS.tokensPerDispatch));
-    const r = await kloop.compareModes(state.session!, {
+    await loadSelected(signal);
+    const session = state.session!;
+    const limit = Math.min(1024, session.context - 8);
+    const tokens = capped('bench-tokens', f.tokens, limit, limit === 1024 ? 'the page' : `the context (${session.context} positions)`);
+    setPhase('bench', 'starting…');
+    const r = await kloop.compareModes(session, {
       tokens,
-      tokensPerDispatch: k,
-      signal: abort.signal,
+      tokensPerDispatch: f.k,
+      signal,
       onProgress: (p) => {
-        const words = { build: 'building kernels…', warmup: 'warming up…', run: `decoding ${tokens} tokens…`, done: '' };
+        const words = { build: 'building kernels…', warmup: 'warming up…', run: `decoding ${plural(tokens, 'token')}, 3 times…`, done: '' };
+        current = p.mode;
         if (p.phase === 'done' && p.result) {
           record.results.push(p.result);
           delete pending[p.mode];
         } else pending[p.mode] = words[p.phase];
-        status('bench-status', p.phase === 'done' ? `${p.mode} done` : `${p.mode}: ${words[p.phase]}`, p.phase !== 'done');
+        if (!signal.aborted) status('bench-status', p.phase === 'done' ? `${p.mode} done` : `${p.mode}: ${words[p.phase]}`, p.phase !== 'done');
         drawChart(record.results, pending, kloop.GPU_MODES);
         benchTable(record.results);
       },
@@ -335,41 +361,39 @@ async function bench(): Promise<void> {
     record.agree = r.agree;
     drawChart(r.results, {}, kloop.GPU_MODES);
     benchTable(r.results, r.agree);
-    status('bench-status', `done: ${tokens} tokens per mode`);
+    status('bench-status', `done: ${plural(tokens, 'token')} per mode`);
   } catch (e) {
     record.error = message(e);
-    status('bench-status', 'failed');
-    if (!abort.signal.aborted) showError(record.error);
+    record.stopped = signal.aborted;
+    // No placeholder stays: the mode that was running says how it ended, the others were not run.
+    const left: Partial<Record<GpuMode, string>> = {};
+    for (const m of kloop.GPU_MODES) {
+      if (!record.results.some((x) => x.mode === m)) left[m] = m === current ? (signal.aborted ? 'stopped' : 'failed') : 'not run';
+    }
+    drawChart(record.results, left, kloop.GPU_MODES);
+    benchTable(record.results);
+    if (signal.aborted) status('bench-status', record.results.length ? `stopped after ${record.results.map((x) => x.mode).join(', ')}` : 'stopped');
+    else {
+      status('bench-status', 'failed');
+      showError(record.error);
+    }
   } finally {
-    clearInterval(stopWatch);
     record.done = true;
-    setBusy(false);
   }
 }
 
 // ---------------------------------------------------------------- wiring
 
-async function loadClicked(): Promise<void> {
-  if (hook.busy) return;
-  setBusy(true);
-  try {
-    await loadSelected();
-  } catch (e) {
-    showError(message(e));
-  } finally {
-    setBusy(false);
-  }
-}
-
 function wire(): void {
-  for (const b of document.querySelectorAll<HTMLButtonElement>('.tab')) b.onclick = () => selectTab(b.dataset.tab as typeof state.tab);
   $<HTMLSelectElement>('served').onchange = showServedSummary;
-  $<HTMLButtonElement>('load').onclick = () => void loadClicked();
+  $<HTMLButtonElement>('load').onclick = () => {
+    clearErrors();
+    void loadClicked();
+  };
   $<HTMLButtonElement>('generate').onclick = () => void generate();
   $<HTMLButtonElement>('bench').onclick = () => void bench();
-  $<HTMLButtonElement>('stop').onclick = () => {
-    state.stop = true;
-  };
+  $<HTMLButtonElement>('stop').onclick = stopClicked;
+  for (const field of Object.values(FIELDS)) initField(field, field.id === 'temperature' ? '0 (greedy)' : undefined);
   const mode = $<HTMLSelectElement>('mode');
   const syncK = () => {
     $<HTMLInputElement>('k').disabled = mode.value !== 'looped';
@@ -379,37 +403,17 @@ function wire(): void {
   $<HTMLTextAreaElement>('prompt').onkeydown = (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) void generate();
   };
-  const input = $<HTMLInputElement>('files');
-  input.onchange = () => {
-    setFiles([...(input.files ?? [])]);
-    if (state.files.length) void loadClicked();
-  };
-  const drop = $('drop');
-  const over = (on: boolean) => (e: DragEvent) => {
-    e.preventDefault();
-    drop.classList.toggle('over', on);
-  };
-  drop.addEventListener('dragenter', over(true));
-  drop.addEventListener('dragover', over(true));
-  drop.addEventListener('dragleave', over(false));
-  drop.addEventListener('drop', (e) => {
-    over(false)(e);
-    setFiles([...(e.dataTransfer?.files ?? [])]);
-    if (state.files.length) void loadClicked();
-  });
-  // Files dropped anywhere on the page go to the drop zone instead of replacing the page.
-  window.addEventListener('dragover', (e) => e.preventDefault());
-  window.addEventListener('drop', (e) => {
-    e.preventDefault();
-    if (!drop.contains(e.target as Node) && e.dataTransfer?.files.length) {
-      selectTab('files');
-      setFiles([...e.dataTransfer.files]);
-      void loadClicked();
-    }
-  });
+  wireFiles(filesChosen);
   window.addEventListener('resize', () => {
     if (hook.lastBench?.results.length) drawChart(hook.lastBench.results, {}, kloop.GPU_MODES);
   });
+}
+
+async function checkAdapter(): Promise<WebGPUSupport> {
+  const s = await kloop.checkWebGPU();
+  hook.support = s;
+  showAdapter(s);
+  return s;
 }
 
 function start(): void {

@@ -8,13 +8,16 @@
  *   `{ model, tokenizer }` or `options.tokenizer`.
  *
  * Hugging Face folders (config.json + safetensors) load in Node only, through the path loader.
+ * `options.signal` stops a load at once, even a download that never answers. Mistakes a user can
+ * fix (an empty file, a tokenizer given as the model, a missing tokenizer...) throw a LoadError
+ * whose `problem` names them, for front ends to word in their own terms.
  * Nothing here imports a Node module: this file is part of the browser bundle.
  */
 import { KloopError } from '../errors.ts';
 import { loadGguf } from '../loader/gguf.ts';
 import { loadLlama2c, parseLlama2cHeader } from '../loader/llama2c.ts';
 import { JsonTokenizer, parseLlama2cTokenizer, spmTokenizer } from '../loader/tokenizer.ts';
-import type { LoadedModel, Tokenizer } from '../loader/types.ts';
+import type { LoadedModel, ModelConfig, Tokenizer } from '../loader/types.ts';
 import { BinaryFile, baseName, modelName, parseJson } from '../loader/util.ts';
 
 /** Where bytes come from: a URL (string or URL), bytes in memory, or a Blob / File. */
@@ -57,6 +60,23 @@ export interface LoadOptions {
 
 export type BytesFormat = 'gguf' | 'llama2c' | 'safetensors' | 'json';
 
+/**
+ * What went wrong with a load, for front ends that word it for their own users (the demo page
+ * says which field to fill or which file to drop): the load was stopped (`signal`), a file is
+ * empty, a llama2.c checkpoint came without its tokenizer, a tokenizer or a sentencepiece
+ * tokenizer.model was given as the model, or a file is neither a model nor a tokenizer.
+ */
+export type LoadProblem = 'stopped' | 'empty' | 'needs-tokenizer' | 'tokenizer-not-model' | 'sentencepiece' | 'not-a-model' | 'not-a-tokenizer';
+
+/** A KloopError whose `problem` says what kind of mistake it is. */
+export class LoadError extends KloopError {
+  readonly problem: LoadProblem;
+  constructor(problem: LoadProblem, message: string) {
+    super(message);
+    this.problem = problem;
+  }
+}
+
 /** The format of a model file's bytes, from its first bytes. */
 export function detectBytesFormat(bytes: Uint8Array): BytesFormat {
   if (bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46) return 'gguf';
@@ -84,6 +104,33 @@ const isModelFiles = (x: unknown): x is ModelFiles =>
 const isTokenizer = (x: unknown): x is Tokenizer =>
   typeof x === 'object' && x !== null && typeof (x as Tokenizer).encode === 'function' && typeof (x as Tokenizer).decodeStep === 'function';
 
+/** Throws a LoadError('stopped') once `signal` is aborted. */
+function checkStopped(signal: AbortSignal | undefined, label: string): void {
+  if (signal?.aborted) throw new LoadError('stopped', `${label}: loading stopped`);
+}
+
+/** `p`, or a LoadError('stopped') as soon as `signal` is aborted (for reads that take no signal). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined, label: string): Promise<T> {
+  if (!signal) return p;
+  checkStopped(signal, label);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new LoadError('stopped', `${label}: loading stopped`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * A sentencepiece tokenizer.model: a protobuf ModelProto, whose first field is a repeated
+ * SentencePiece message (tag 0x0a, a varint length, then its own piece string, tag 0x0a).
+ */
+function isSentencepieceModel(bytes: Uint8Array): boolean {
+  if (bytes.length < 4 || bytes[0] !== 0x0a) return false;
+  let i = 1;
+  while (i < Math.min(bytes.length, 6) && bytes[i]! & 0x80) i++;
+  return bytes[i + 1] === 0x0a;
+}
+
 /** A short label for messages: the URL or path, the file name, or "ArrayBuffer". */
 export function sourceLabel(src: ByteSource): string {
   if (typeof src === 'string') return src;
@@ -102,8 +149,9 @@ export async function readBytes(src: ByteSource, opts: LoadOptions = {}): Promis
     opts.onProgress?.({ what: label, loaded: 0, total: src.size });
     let buf: ArrayBuffer;
     try {
-      buf = await src.arrayBuffer();
+      buf = await abortable(src.arrayBuffer(), opts.signal, label);
     } catch (e) {
+      if (e instanceof LoadError) throw e;
       throw new KloopError(`${label}: cannot read the file (${(e as Error).message})`);
     }
     opts.onProgress?.({ what: label, loaded: buf.byteLength, total: src.size });
@@ -126,17 +174,20 @@ export async function readBytes(src: ByteSource, opts: LoadOptions = {}): Promis
 
 async function fetchBytes(url: string, opts: LoadOptions): Promise<Uint8Array> {
   const doFetch = opts.fetch ?? ((u: string, init?: { signal?: AbortSignal }) => globalThis.fetch(u, init));
+  const signal = opts.signal;
   let res: Response;
   try {
-    res = await doFetch(url, { signal: opts.signal });
+    // Raced with the signal too: a fetch implementation that ignores it still stops.
+    res = await abortable(doFetch(url, { signal }), signal, url);
   } catch (e) {
+    if (e instanceof LoadError || signal?.aborted) throw new LoadError('stopped', `${url}: download stopped`);
     throw new KloopError(`${url}: cannot fetch (${(e as Error).message})`);
   }
   if (!res.ok) throw new KloopError(`${url}: HTTP ${res.status} ${res.statusText}`.trim());
   const lengthHeader = res.headers.get('content-length');
   const total = lengthHeader ? Number(lengthHeader) : undefined;
   if (!res.body) {
-    const buf = new Uint8Array(await res.arrayBuffer());
+    const buf = new Uint8Array(await abortable(res.arrayBuffer(), signal, url));
     opts.onProgress?.({ what: url, loaded: buf.length, total: buf.length });
     return buf;
   }
@@ -147,8 +198,12 @@ async function fetchBytes(url: string, opts: LoadOptions): Promise<Uint8Array> {
   for (;;) {
     let r: ReadableStreamReadResult<Uint8Array>;
     try {
-      r = await reader.read();
+      r = await abortable(reader.read(), signal, url);
     } catch (e) {
+      if (e instanceof LoadError || signal?.aborted) {
+        void reader.cancel().catch(() => undefined);
+        throw new LoadError('stopped', `${url}: download stopped after ${loaded} bytes`);
+      }
       throw new KloopError(`${url}: download failed after ${loaded} bytes (${(e as Error).message})`);
     }
     if (r.done) break;
@@ -171,11 +226,54 @@ async function fetchBytes(url: string, opts: LoadOptions): Promise<Uint8Array> {
 
 /** A tokenizer from its bytes: a tokenizer.json, else a llama2.c tokenizer .bin (`count` tokens). */
 export function tokenizerFromBytes(bytes: Uint8Array, label: string, count?: number): Tokenizer {
+  if (bytes.length === 0) throw new LoadError('empty', `${label}: the tokenizer file is empty`);
+  if (isSentencepieceModel(bytes)) {
+    throw new LoadError(
+      'sentencepiece',
+      `${label}: a sentencepiece tokenizer.model, which kloop does not read; give the llama2.c export of it (tok*.bin, tokenizer.bin) or a tokenizer.json`,
+    );
+  }
+  const format = detectBytesFormat(bytes);
+  if (format === 'gguf' || isLlama2cCheckpoint(bytes)) {
+    throw new LoadError('not-a-tokenizer', `${label}: a ${format === 'gguf' ? 'GGUF model' : 'llama2.c checkpoint'}, not a tokenizer`);
+  }
   if (firstNonSpace(bytes) === 0x7b) {
     const json = parseJson(label, new TextDecoder().decode(bytes));
     return new JsonTokenizer(json as Record<string, unknown>, { source: label, bosId: 1, eosId: 2 });
   }
   return spmTokenizer(parseLlama2cTokenizer(bytes, label, count), label);
+}
+
+/** Whether `bytes` hold a llama2.c checkpoint (its header parses and matches the size). */
+function isLlama2cCheckpoint(bytes: Uint8Array): boolean {
+  try {
+    parseLlama2cHeader('', bytes.subarray(0, 28), bytes.length);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `bytes` parse as a llama2.c tokenizer .bin. */
+function isLlama2cTokenizer(bytes: Uint8Array): boolean {
+  try {
+    parseLlama2cTokenizer(bytes, '');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The error for bytes that are not a llama2.c checkpoint: what they are instead, when known. */
+function notACheckpoint(bytes: Uint8Array, label: string, headerError: unknown): LoadError {
+  if (isSentencepieceModel(bytes)) {
+    return new LoadError('sentencepiece', `${label}: a sentencepiece tokenizer.model, not a model (kloop reads GGUF files and llama2.c checkpoints)`);
+  }
+  if (isLlama2cTokenizer(bytes)) {
+    return new LoadError('tokenizer-not-model', `${label}: a llama2.c tokenizer, not a model; load a GGUF file, or a llama2.c checkpoint with this file as its tokenizer`);
+  }
+  const why = headerError instanceof Error ? headerError.message.replace(/^[^:]*: /, '') : String(headerError);
+  return new LoadError('not-a-model', `${label}: neither a GGUF file nor a llama2.c checkpoint (read as llama2.c: ${why})`);
 }
 
 /** A model from the bytes of its file (and, for llama2.c, a tokenizer). */
@@ -184,6 +282,7 @@ export async function loadModelFromBytes(
   label: string,
   tokenizer?: Tokenizer | { bytes: Uint8Array; label: string },
 ): Promise<LoadedModel> {
+  if (bytes.length === 0) throw new LoadError('empty', `${label}: the file is empty (0 bytes)`);
   const format = detectBytesFormat(bytes);
   const file = BinaryFile.fromBytes(label, bytes);
   switch (format) {
@@ -196,11 +295,16 @@ export async function loadModelFromBytes(
           'In the browser, load a GGUF file or a llama2.c .bin with its tokenizer',
       );
     case 'llama2c': {
-      if (!tokenizer) {
-        throw new KloopError(`${label}: a llama2.c checkpoint needs its tokenizer (pass { model, tokenizer }, e.g. stories260K.bin with tok512.bin)`);
-      }
       // The header gives the vocabulary size the tokenizer is read to.
-      const { config } = parseLlama2cHeader(label, bytes.subarray(0, 28), bytes.length);
+      let config: ModelConfig;
+      try {
+        config = parseLlama2cHeader(label, bytes.subarray(0, 28), bytes.length).config;
+      } catch (e) {
+        throw notACheckpoint(bytes, label, e);
+      }
+      if (!tokenizer) {
+        throw new LoadError('needs-tokenizer', `${label}: a llama2.c checkpoint needs its tokenizer (pass { model, tokenizer }, e.g. stories260K.bin with tok512.bin)`);
+      }
       const tok = isTokenizer(tokenizer) ? tokenizer : tokenizerFromBytes(tokenizer.bytes, tokenizer.label, config.vocabSize);
       return loadLlama2c(file, tok);
     }
@@ -216,11 +320,13 @@ export async function loadModel(source: ModelSource, opts: LoadOptions = {}): Pr
   const files: ModelFiles = isModelFiles(source) ? source : { model: source };
   const tokSrc = files.tokenizer ?? opts.tokenizer;
   const name = files.name ?? opts.name;
+  checkStopped(opts.signal, sourceLabel(files.model));
   const { bytes, label } = await readBytes(files.model, { ...opts, name: undefined });
   let tok: Tokenizer | { bytes: Uint8Array; label: string } | undefined;
   if (tokSrc !== undefined && detectBytesFormat(bytes) !== 'gguf') {
     tok = isTokenizer(tokSrc) ? tokSrc : await readBytes(tokSrc, { ...opts, name: undefined });
   }
+  checkStopped(opts.signal, label);
   const model = await loadModelFromBytes(bytes, label, tok);
   return { ...model, name: name ?? nameOf(files.model, label) };
 }

@@ -4,8 +4,12 @@
  */
 import type { AdapterDescription } from '../engine/device.ts';
 
-/** Storage buffers one kernel binds (weights x4, KV cache, activations, control). */
-export const STORAGE_BUFFERS_NEEDED = 7;
+/**
+ * Storage buffers per shader stage the executor requires (gpu-executor.ts checks the same): the
+ * kernels bind five weight buffers (embedding, attention, gate, up, down), the KV cache, the
+ * activations and the control words.
+ */
+export const STORAGE_BUFFERS_NEEDED = 8;
 /** Smallest workgroup the kernels run with. */
 export const INVOCATIONS_NEEDED = 64;
 /** Features used when present; none is required. */

@@ -8,7 +8,9 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildWeb, checkNoStaticNodeImports } from '../../src/browser/build.ts';
-import { createGenerator, detectBytesFormat, loadModel as loadBrowser } from '../../src/browser/index.ts';
+import { checkWebGPU, createGenerator, detectBytesFormat, loadModel as loadBrowser } from '../../src/browser/index.ts';
+import type { LoadProblem } from '../../src/browser/load.ts';
+import { loadMessage, pairFiles } from '../../src/browser/pick.ts';
 import { type DemoServer, startDemoServer } from '../../src/browser/serve.ts';
 import { parseDemoFlags } from '../../src/cli/demo.ts';
 import { KloopError } from '../../src/errors.ts';
@@ -21,6 +23,7 @@ const dir = join(modelsDir, 'stories260K');
 const binPath = join(dir, 'stories260K.bin');
 const tokPath = join(dir, 'tok512.bin');
 const ggufPath = join(dir, 'stories260K.gguf');
+const spmPath = join(dir, 'tok512.model');
 const bytes = async (p: string): Promise<ArrayBuffer> => {
   const b = await readFile(p);
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
@@ -61,6 +64,84 @@ describe('loadModel from bytes', () => {
     await expect(loadBrowser(new TextEncoder().encode('{"architectures": []}'))).rejects.toThrow(/Hugging Face .* Node only/);
     await expect(loadBrowser({ model: new Uint8Array(100), tokenizer: await bytes(tokPath) })).rejects.toThrow(KloopError);
     await expect(loadBrowser('relative/path.bin')).rejects.toThrow(/not a URL/);
+  });
+
+  /** The `problem` of the LoadError a load rejects with. */
+  const problem = (p: Promise<unknown>): Promise<LoadProblem | undefined> =>
+    p.then(
+      () => undefined,
+      (e: { problem?: LoadProblem }) => e.problem,
+    );
+
+  it('names the kind of mistake (LoadError.problem) and says what a file is instead', async () => {
+    await expect(loadBrowser(await bytes(binPath))).rejects.toMatchObject({ problem: 'needs-tokenizer' });
+    await expect(loadBrowser(await bytes(tokPath))).rejects.toThrow(/^ArrayBuffer: a llama2.c tokenizer, not a model/);
+    expect(await problem(loadBrowser(await bytes(tokPath)))).toBe('tokenizer-not-model');
+    expect(await problem(loadBrowser(new Uint8Array(0)))).toBe('empty');
+    expect(await problem(loadBrowser(await bytes(spmPath)))).toBe('sentencepiece');
+    expect(await problem(loadBrowser({ model: await bytes(binPath), tokenizer: await bytes(spmPath) }))).toBe('sentencepiece');
+    expect(await problem(loadBrowser({ model: await bytes(binPath), tokenizer: await bytes(binPath) }))).toBe('not-a-tokenizer');
+    expect(await problem(loadBrowser(new TextEncoder().encode('some notes, not a model at all')))).toBe('not-a-model');
+  });
+
+  it('stops a download that never answers when its signal is aborted', async () => {
+    const abort = new AbortController();
+    let asked = 0;
+    // A fetch that ignores the signal and never answers: the load still stops.
+    const fetch = () => {
+      asked++;
+      return new Promise<Response>(() => undefined);
+    };
+    const load = loadBrowser({ model: 'http://127.0.0.1:9/never.bin', tokenizer: 'http://127.0.0.1:9/tok.bin' }, { fetch, signal: abort.signal });
+    setTimeout(() => abort.abort(), 20);
+    await expect(load).rejects.toMatchObject({ problem: 'stopped', message: 'http://127.0.0.1:9/never.bin: download stopped' });
+    expect(asked).toBe(1);
+    await expect(loadBrowser(await bytes(binPath), { signal: abort.signal })).rejects.toMatchObject({ problem: 'stopped' });
+  });
+});
+
+describe('the page: local files paired by content, and load errors in its words', () => {
+  const file = async (name: string, path?: string) => new File(path ? [await readFile(path)] : [], name);
+
+  it('takes the model and the tokenizer by what they hold, not by their names', async () => {
+    const p = await pairFiles([await file('vocab512.bin', tokPath), await file('stories260K.bin', binPath)]);
+    expect([p.model.name, p.tokenizer?.name, p.ignored]).toEqual(['stories260K.bin', 'vocab512.bin', []]);
+    const g = await pairFiles([await file('tok512.bin', tokPath), await file('model.gguf', ggufPath)]);
+    expect([g.model.name, g.tokenizer, g.ignored.map((x) => x.why)]).toEqual(['model.gguf', undefined, ['a GGUF file holds its own tokenizer']]);
+    const m = await loadBrowser({ model: p.model, tokenizer: p.tokenizer });
+    expectSameModel(m, await loadPath(binPath));
+  });
+
+  it('says what to drop when the files make no model', async () => {
+    const fails = (files: File[]) => pairFiles(files).then(() => '', (e: Error) => e.message);
+    expect(await fails([await file('tok512.bin', tokPath)])).toMatch(/^tok512\.bin is a tokenizer, not a model: drop the model file/);
+    expect(await fails([await file('stories260K.bin', binPath)])).toMatch(/^stories260K\.bin is a llama2\.c checkpoint: drop the tokenizer file \(tok\*\.bin or tokenizer\.json\)/);
+    expect(await fails([await file('tok512.model', spmPath), await file('stories260K.bin', binPath)])).toMatch(/^tok512\.model is a sentencepiece tokenizer\.model, which this page cannot read/);
+    expect(await fails([await file('empty.gguf')])).toMatch(/^empty\.gguf is empty \(0 bytes\)/);
+    expect(await fails([new File(['just some notes'], 'notes.txt')])).toMatch(/^notes\.txt: not a model file/);
+    expect(await fails([await file('a.gguf', ggufPath), await file('b.gguf', ggufPath)])).toMatch(/several models/);
+  });
+
+  it('words load errors for the tab they came from', async () => {
+    const needsTokenizer = await loadBrowser(new Uint8Array(await bytes(binPath))).catch((e: Error) => e);
+    expect(loadMessage(needsTokenizer, 'url')).toBe('bytes is a llama2.c checkpoint: fill in Tokenizer URL with its tokenizer (tok*.bin or tokenizer.json)');
+    expect(loadMessage(needsTokenizer, 'files')).toBe('bytes is a llama2.c checkpoint: drop the tokenizer file (tok*.bin or tokenizer.json) together with the .bin');
+    const notModel = await loadBrowser(await bytes(tokPath)).catch((e: Error) => e);
+    expect(loadMessage(notModel, 'url')).toMatch(/^ArrayBuffer is a tokenizer, not a model: put it in Tokenizer URL/);
+    expect(loadMessage(new Error('plain'), 'url')).toBe('plain');
+  });
+});
+
+describe('the WebGPU check', () => {
+  it('asks for the 8 storage buffers per shader stage the executor needs', async () => {
+    const adapter = (storage: number) => ({
+      info: { vendor: 'v', architecture: 'a', description: 'd', device: '' },
+      features: new Set<string>(),
+      limits: { maxStorageBuffersPerShaderStage: storage, maxComputeInvocationsPerWorkgroup: 256 },
+    });
+    const gpu = (storage: number) => ({ requestAdapter: async () => adapter(storage) }) as unknown as GPU;
+    expect((await checkWebGPU(gpu(8))).problems).toEqual([]);
+    expect((await checkWebGPU(gpu(7))).problems).toEqual(['This adapter binds at most 7 storage buffers per shader stage; the kernels need 8.']);
   });
 });
 

@@ -8,76 +8,42 @@
  *
  * Chromium: /usr/bin/chromium (Debian's package), or $KLOOP_CHROMIUM; no browser is downloaded.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DemoServer, startDemoServer } from '../../src/browser/serve.ts';
+import type { DemoServer } from '../../src/browser/serve.ts';
 import { main } from '../../src/cli/main.ts';
 import { DEFAULTS } from '../../src/engine/session.ts';
 import { createGenerator, loadModel as loadNodeModel } from '../../src/index.ts';
-import type { PageHook, RunRecord } from '../../src/browser/app.ts';
+import type { RunRecord } from '../../src/browser/app.ts';
 import { fixturesDir, modelsDir, repoRoot } from '../helpers/paths.ts';
+import { type DemoBrowser, launchDemo, openPage, servedOption } from './chromium.ts';
 
-const CHROMIUM = process.env.KLOOP_CHROMIUM ?? '/usr/bin/chromium';
 const TOKENS = 32;
 /** SwiftShader JIT-compiles the fused kernels on first use: tens of seconds on a small machine. */
 const STEP_TIMEOUT = 300_000;
 const SCREENSHOT = join(repoRoot, 'test-artifacts', 'browser-e2e.png');
-
-// Playwright adds --headless, --no-sandbox, --no-first-run, --disable-background-networking,
-// --disable-component-update, --disable-sync and the profile (--user-data-dir) itself.
-const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-quic'];
 
 interface Fixture {
   prompt_tokens: number[];
   tokens: number[];
 }
 
-declare global {
-  interface Window {
-    kloop: PageHook;
-  }
-}
-
 describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
+  let browser: DemoBrowser;
   let server: DemoServer;
-  let profile: string;
-  let context: BrowserContext;
   let page: Page;
-  const pageErrors: string[] = [];
-  const consoleLines: string[] = [];
-  const t0 = performance.now();
-  const log = (s: string) => console.log(`[e2e ${((performance.now() - t0) / 1000).toFixed(1)} s] ${s}`);
+  let pageErrors: string[];
+  let log: (s: string) => void;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} not found: install Debian's chromium package (or set KLOOP_CHROMIUM to a Chromium binary)`);
-    }
-    server = await startDemoServer({ port: 0, modelsDir });
-    log(`demo server on ${server.url} (models from ${server.modelsDir})`);
-    profile = await mkdtemp(join(tmpdir(), 'kloop-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1360, height: 1000 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    page.on('console', (m) => {
-      consoleLines.push(`${m.type()}: ${m.text()}`);
-      if (m.type() === 'error') log(`console error: ${m.text()}`);
-    });
-    log('chromium started');
+    browser = await launchDemo('e2e');
+    ({ server, page, pageErrors, log } = browser);
   });
 
   afterAll(async () => {
-    await context?.close().catch(() => {});
-    if (profile) await rm(profile, { recursive: true, force: true });
-    await server?.close();
+    await browser?.close();
   });
 
   /** Clicks Generate with the current settings and waits for the run to finish. */
@@ -91,7 +57,8 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
     const run = await page.evaluate((n) => window.kloop.runs[n]!, before);
     log(
       `${mode}: ${run.tokens.length} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s ` +
-        `(kernel build ${run.buildSeconds.toFixed(1)} s, ${run.tokensPerSecond.toFixed(1)} tokens/s)${run.error ? `, error: ${run.error}` : ''}`,
+        `(kernel build ${run.buildSeconds.toFixed(1)} s, prefill ${run.prefillMs.toFixed(1)} ms, ${run.tokensPerSecond.toFixed(1)} tokens/s)` +
+        `${run.error ? `, error: ${run.error}` : ''}`,
     );
     expect(run.error).toBeUndefined();
     return run;
@@ -103,8 +70,7 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
       const fixture = JSON.parse(await readFile(join(fixturesDir, 'stories260K', 'bos_only.json'), 'utf8')) as Fixture;
       const expected = fixture.tokens.slice(fixture.prompt_tokens.length, fixture.prompt_tokens.length + TOKENS);
 
-      await page.goto(server.url);
-      await page.waitForFunction(() => document.body.dataset.ready === '1', undefined, { timeout: 60_000 });
+      await openPage(browser);
       const support = await page.evaluate(() => window.kloop.support!);
       log(`adapter: ${JSON.stringify(support.adapter)}; problems: ${JSON.stringify(support.problems)}`);
       expect(support.problems).toEqual([]);
@@ -112,9 +78,7 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
       await expect.poll(() => page.textContent('#adapter-badge')).toMatch(/WebGPU/);
 
       // The real controls: the served model list, Load, an empty prompt (BOS only), greedy.
-      const option = await page.$eval('#served', (sel) =>
-        [...(sel as HTMLSelectElement).options].find((o) => o.textContent!.startsWith('stories260K · llama2c'))?.value,
-      );
+      const option = await servedOption(page, 'stories260K · llama2c');
       expect(option, 'stories260K (llama2.c) in the served list').toBeDefined();
       await page.selectOption('#served', option!);
       await page.click('#load');
@@ -167,7 +131,8 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
       const name = 'stories260K-Q4_0';
       const fixture = JSON.parse(await readFile(join(fixturesDir, 'quant', `${name}.json`), 'utf8')) as Fixture & { positions: number };
       const expected = fixture.tokens.slice(fixture.prompt_tokens.length, fixture.prompt_tokens.length + TOKENS);
-      const option = await page.$eval('#served', (sel, n) => [...(sel as HTMLSelectElement).options].find((o) => o.textContent!.startsWith(`${n} (gguf) · gguf`))?.value, name);
+      // The entry names the format once: "stories260K-Q4_0 (gguf) · 270.5 KiB".
+      const option = await servedOption(page, `${name} (gguf) · `);
       expect(option, `${name} in the served list`).toBeDefined();
       await page.selectOption('#served', option!);
       await page.click('#load');
@@ -177,6 +142,10 @@ describe('demo page in headless Chromium (WebGPU on SwiftShader)', () => {
       const looped = await generate('looped');
       expect(looped.promptTokens).toEqual(fixture.prompt_tokens);
       expect(looped.tokens).toEqual(expected);
+      // The first run compiles the kernels, the prefill's included: the prefill itself carries none
+      // of it (SwiftShader: seconds of compilation, milliseconds of prefill).
+      expect(looped.prefillMs).toBeGreaterThan(0);
+      expect(looped.prefillMs).toBeLessThan(looped.buildSeconds * 1000);
       const devMiB = Number(await page.textContent('#devmem'));
       log(`${name}: device memory ${devMiB} MiB`);
       expect(devMiB).toBeGreaterThan(0.5);
