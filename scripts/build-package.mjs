@@ -16,10 +16,12 @@ if (r.error) {
 }
 if (r.status !== 0) process.exit(r.status ?? 1);
 rmSync(new URL('../web/dist', import.meta.url), { recursive: true, force: true });
+// Without them (esbuild missing or unable to run on this platform) the library and the CLI still
+// work, and `kloop demo` in a checkout bundles the sources itself: a warning, not a failed install.
+// The package test checks that a packed tarball carries them.
 try {
   const { buildWeb } = await import(new URL('../dist/browser/build.js', import.meta.url).href);
   await buildWeb({ minify: true, sourcemap: false });
 } catch (e) {
-  console.error(`build: the browser bundles failed: ${e.message}`);
-  process.exit(1);
+  console.warn(`build: warning: the demo page's bundles (web/dist) were not built: ${e.message}`);
 }

@@ -104,8 +104,8 @@ async function exclusive(statusId: string, body: (signal: AbortSignal) => Promis
   try {
     await body(op.abort.signal);
   } finally {
-    state.op = undefined;
-    setBusy(false);
+    if (state.op === op) state.op = undefined;
+    setBusy(state.op !== undefined);
     if (state.queued) {
       state.queued = false;
       void loadClicked('files');
@@ -244,8 +244,9 @@ async function generateRun(mode: GpuMode, f: { maxTokens: number; temperature: n
     const room = session.context - g.promptTokens.length;
     capped('max-tokens', f.maxTokens, room, `the context (${session.context} positions, ${plural(g.promptTokens.length, 'prompt token')})`);
     const key = `${mode}|${k}`;
-    let seconds = state.prepared.get(key);
-    const fresh = seconds === undefined;
+    // Built already by this session (a lost device makes the session forget its executors).
+    const fresh = !session.built(choice);
+    let seconds = fresh ? undefined : state.prepared.get(key);
     setPhase('compile', fresh ? `compiling the ${mode} kernels (WGSL; slow on a CPU adapter)…` : 'starting…');
     const t0 = performance.now();
     const { executor: ex } = await session.executorWithBuildTime(choice);
@@ -428,7 +429,8 @@ function start(): void {
       }),
       loadServedList(),
     ]);
-    setBusy(false);
+    // An action started meanwhile (files dropped while the page starts) keeps the page busy.
+    setBusy(state.op !== undefined);
     document.body.dataset.ready = '1';
     return support;
   })();

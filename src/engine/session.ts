@@ -193,7 +193,10 @@ export class Session {
       const p = d === undefined ? acquireDevice(this.opts.adapter, this.log) : typeof d === 'function' ? d() : Promise.resolve(d);
       const opened = p.then((dev) => {
         this.acquired = dev;
-        if (typeof d !== 'object') void dev.device.lost.then(() => this.forget(opened));
+        // Held weakly: a shared device outlives the sessions on it, and its lost promise (which
+        // keeps this callback) must not keep a disposed session and its model in memory.
+        const self = new WeakRef(this);
+        if (typeof d !== 'object') void dev.device.lost.then(() => self.deref()?.forget(opened));
         return dev;
       });
       this.opened = opened;
@@ -234,7 +237,10 @@ export class Session {
         log: this.log,
       }).then((executor) => ({ executor, buildSeconds: (performance.now() - t0) / 1000 }));
       this.executors.set(key, p);
-      p.catch(() => this.executors.delete(key));
+      const entry = p;
+      p.catch(() => {
+        if (this.executors.get(key) === entry) this.executors.delete(key);
+      });
     }
     return p;
   }
