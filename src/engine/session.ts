@@ -154,6 +154,16 @@ export function resolveChoice(c: ExecutorChoice = {}): { mode: Mode; tokensPerDi
   return { mode, tokensPerDispatch: k };
 }
 
+/**
+ * Has `session` forget `dev` when it is lost. The session is held weakly, from outside its
+ * methods' scopes: a shared device outlives the sessions on it, and its lost promise (which keeps
+ * this callback) must not keep a disposed session and its model in memory.
+ */
+function forgetWhenLost(session: Session, dev: AcquiredDevice, opened: Promise<AcquiredDevice>): void {
+  const ref = new WeakRef(session);
+  void dev.device.lost.then(() => ref.deref()?.forgetLost(opened));
+}
+
 export class Session {
   readonly model: LoadedModel;
   /** KV-cache positions of every executor of this session. */
@@ -193,10 +203,7 @@ export class Session {
       const p = d === undefined ? acquireDevice(this.opts.adapter, this.log) : typeof d === 'function' ? d() : Promise.resolve(d);
       const opened = p.then((dev) => {
         this.acquired = dev;
-        // Held weakly: a shared device outlives the sessions on it, and its lost promise (which
-        // keeps this callback) must not keep a disposed session and its model in memory.
-        const self = new WeakRef(this);
-        if (typeof d !== 'object') void dev.device.lost.then(() => self.deref()?.forget(opened));
+        if (typeof d !== 'object') forgetWhenLost(this, dev, opened);
         return dev;
       });
       this.opened = opened;
@@ -208,7 +215,7 @@ export class Session {
   }
 
   /** Forgets the lost device `opened` and the executors on it (they are dead with it). */
-  private forget(opened: Promise<AcquiredDevice>): void {
+  forgetLost(opened: Promise<AcquiredDevice>): void {
     if (this.disposed || this.opened !== opened) return;
     this.opened = undefined;
     this.acquired = undefined;
