@@ -10,7 +10,7 @@ import { parseFlags, pathFlag } from './args.ts';
 import { openModel } from './engine.ts';
 import type { Io } from './io.ts';
 
-export const ENCODE_USAGE = `usage: kloop encode --text TEXT (--model PATH | --tokenizer PATH)
+export const ENCODE_USAGE = `usage: kloop encode --text TEXT [--model PATH | --tokenizer PATH]
   --text TEXT       text to encode (BOS is put first when the tokenizer adds one)
   --model PATH      use this model's tokenizer (default stories260K when neither is given)
   --tokenizer PATH  a llama2.c tokenizer .bin or a tokenizer.json; alone, only the tokenizer is
