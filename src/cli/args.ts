@@ -79,12 +79,6 @@ export function atLeastFlag(flag: string, v: string, min: number): number {
   return Number(v);
 }
 
-/** Rejects a flag given with an empty value (`--flag=`). */
-export function nonEmpty(flag: string, v: string): string {
-  if (v === '') throw new KloopError(`${flag}: empty value`);
-  return v;
-}
-
 /** A flag that names a file or folder: `undefined` stays so, an empty value is an error. */
 export function pathFlag(flag: string, value: string | undefined): string | undefined {
   if (value !== undefined && value.trim() === '') throw new KloopError(`--${flag}: empty path`);

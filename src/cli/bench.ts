@@ -17,7 +17,7 @@ import { FORMATS } from '../loader/quant.ts';
 import { SYNTHETIC_SHAPES } from '../loader/synthetic.ts';
 import type { WeightType } from '../loader/types.ts';
 import { atLeastFlag, parseFlags, pathFlag } from './args.ts';
-import { checkTokenizer, defaultModelPath } from './engine.ts';
+import { checkShapeFlags, checkTokenizer, defaultModelPath } from './engine.ts';
 import type { Io } from './io.ts';
 
 export const BENCH_USAGE = `usage: kloop bench [options]
@@ -73,10 +73,8 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
   if (v.peers) f.peers = true;
   if (v.predict) f.predict = true;
   if (v.model !== undefined) f.model = pathFlag('model', v.model);
-  if (v.tokenizer !== undefined) {
-    if (v.shape !== undefined) throw new KloopError('--tokenizer: a synthetic --shape model has its own placeholder vocabulary and takes no tokenizer');
-    f.tokenizer = pathFlag('tokenizer', v.tokenizer);
-  }
+  checkShapeFlags(v);
+  if (v.tokenizer !== undefined) f.tokenizer = pathFlag('tokenizer', v.tokenizer);
   if (v.shape !== undefined) {
     if (!(v.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${v.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
     f.shape = v.shape;
@@ -86,10 +84,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     if (v.shape === undefined) throw new KloopError('--type needs --shape (a model file keeps its own encodings)');
     f.type = v.type as WeightType;
   }
-  if (v.seed !== undefined) {
-    if (v.shape === undefined) throw new KloopError('--seed: only a synthetic --shape model has seeded weights');
-    f.seed = atLeastFlag('--seed', v.seed, 0);
-  }
+  if (v.seed !== undefined) f.seed = atLeastFlag('--seed', v.seed, 0);
   if (v.modes !== undefined) {
     parseModes(v.modes);
     f.modes = v.modes;

@@ -6,7 +6,7 @@ import { GGUF_OUT_TYPES, type GgufOutType, convertToGguf, ggufTensorType } from 
 import { SYNTHETIC_SHAPES, syntheticModel } from '../loader/synthetic.ts';
 import type { LoadedModel } from '../loader/types.ts';
 import { atLeastFlag, parseFlags, pathFlag } from './args.ts';
-import { openModel } from './engine.ts';
+import { checkShapeFlags, openModel } from './engine.ts';
 import type { Io } from './io.ts';
 
 export const CONVERT_USAGE = `usage: kloop convert --model PATH|--shape NAME --out DIR|FILE.gguf [--type TYPE]
@@ -35,10 +35,7 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   if (f.shape !== undefined && f.model !== undefined) throw new KloopError('--model and --shape: give one of them');
   if (f.shape !== undefined && !(f.shape in SYNTHETIC_SHAPES)) throw new KloopError(`--shape ${f.shape}: unknown shape (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
   if (f.shape === undefined && pathFlag('model', f.model) === undefined) throw new KloopError('--model: required (the model to convert, or --shape NAME)');
-  if (f.seed !== undefined && f.shape === undefined) throw new KloopError('--seed: only a synthetic --shape model has seeded weights');
-  if (f.tokenizer !== undefined && f.shape !== undefined) {
-    throw new KloopError('--tokenizer: a synthetic --shape model has its own placeholder vocabulary and takes no tokenizer');
-  }
+  checkShapeFlags(f);
   const out = pathFlag('out', f.out);
   if (out === undefined) throw new KloopError('--out: required (the folder or .gguf file to write)');
   const gguf = out.toLowerCase().endsWith('.gguf');

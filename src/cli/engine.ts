@@ -40,6 +40,14 @@ export async function openModel(flags: { model?: string; tokenizer?: string }, i
   return loadModel(path, { tokenizer });
 }
 
+/** --seed and --tokenizer beside --shape: a seed makes a synthetic model's weights, a tokenizer goes with a file. */
+export function checkShapeFlags(f: { shape?: string; seed?: string; tokenizer?: string }): void {
+  if (f.seed !== undefined && f.shape === undefined) throw new KloopError('--seed: only a synthetic --shape model has seeded weights');
+  if (f.tokenizer !== undefined && f.shape !== undefined) {
+    throw new KloopError('--tokenizer: a synthetic --shape model has its own placeholder vocabulary and takes no tokenizer');
+  }
+}
+
 /** --tokenizer is for a llama2.c checkpoint only (other formats carry their own). */
 export async function checkTokenizer(path: string): Promise<void> {
   const { format } = await detectFormat(path);

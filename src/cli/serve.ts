@@ -5,7 +5,7 @@
  */
 import { KloopError } from '../errors.ts';
 import { MAX_TOKENS_PER_DISPATCH } from '../engine/layout.ts';
-import { intFlag, modeFlag, nonEmpty, parseFlags, pathFlag } from './args.ts';
+import { intFlag, modeFlag, parseFlags, pathFlag } from './args.ts';
 import { checkModelsEnv } from './engine.ts';
 import type { Io } from './io.ts';
 import { DEFAULT_MAX_QUEUE, DEFAULT_PORT, startServer } from '../server/http.ts';
@@ -48,7 +48,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   const mode = modeFlag(f.mode, 'looped');
-  const host = f.host === undefined ? '127.0.0.1' : nonEmpty('--host', f.host);
+  const host = f.host ?? '127.0.0.1';
   const port = f.port === undefined ? DEFAULT_PORT : intFlag('port', f.port, 0, 65535);
   const maxQueue = f['max-queue'] === undefined ? DEFAULT_MAX_QUEUE : intFlag('max-queue', f['max-queue'], 0);
   if (f['tokens-per-dispatch'] !== undefined && mode !== 'looped') {
