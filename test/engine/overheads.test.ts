@@ -11,7 +11,7 @@ import { measureOverheads, medianOverheads } from '../../src/engine/overheads.ts
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { modelsDir } from '../helpers/paths.ts';
-import { testDevice } from '../helpers/gpu.ts';
+import { testDevice, withDispatches } from '../helpers/gpu.ts';
 
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
@@ -48,19 +48,17 @@ describe('step overheads', () => {
     all.push(perOp, looped);
     const counted = { ...looped.stats };
     // What the measuring submits dispatch, counted at the pass encoder (not timed).
-    const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: (...a: unknown[]) => void } } }).GPUComputePassEncoder.prototype;
-    const real = proto.dispatchWorkgroups;
     const dispatchesOf = async (ex: GpuExecutor) => {
       let n = 0;
-      proto.dispatchWorkgroups = function (this: unknown, ...args: unknown[]) {
-        n++;
-        return real.apply(this, args);
-      };
-      try {
-        return { o: await ex.overheads(5), n };
-      } finally {
-        proto.dispatchWorkgroups = real;
-      }
+      const o = await withDispatches(
+        (real) =>
+          function (this: GPUComputePassEncoder, ...args: unknown[]) {
+            n++;
+            return real.apply(this, args);
+          },
+        () => ex.overheads(5),
+      );
+      return { o, n };
     };
     const a = await dispatchesOf(perOp);
     const b = await dispatchesOf(looped);

@@ -8,22 +8,13 @@ import path from 'node:path';
 import { type Executor, createExecutor } from '../../src/engine/executor.ts';
 import { loadModel } from '../../src/loader/index.ts';
 import { modelsDir } from '../helpers/paths.ts';
-import { testDevice } from '../helpers/gpu.ts';
+import { testDevice, withDispatches } from '../helpers/gpu.ts';
 
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
 
 /** Runs `f` with every compute dispatch of the device dropped (the passes still submit and read back). */
-async function withoutDispatches<T>(f: () => Promise<T>): Promise<T> {
-  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: (...a: unknown[]) => void } } }).GPUComputePassEncoder.prototype;
-  const real = proto.dispatchWorkgroups;
-  proto.dispatchWorkgroups = () => undefined;
-  try {
-    return await f();
-  } finally {
-    proto.dispatchWorkgroups = real;
-  }
-}
+const withoutDispatches = <T>(f: () => Promise<T>): Promise<T> => withDispatches(() => () => undefined, f);
 
 describe('poisoned activations', () => {
   /** The logits of a pass, then of the same pass with the kernels made to do nothing. */

@@ -86,3 +86,20 @@ export async function compareBatchedWithReference(model: LoadedModel, ex: Execut
     expect(argmaxOf(rows[p]!)).toBe(argmaxOf(want));
   }
 }
+
+type Dispatch = (this: GPUComputePassEncoder, ...args: unknown[]) => void;
+
+/**
+ * Runs `f` with every compute pass's dispatchWorkgroups replaced by `replace(real)` (count them,
+ * drop them), and puts the real one back after.
+ */
+export async function withDispatches<T>(replace: (real: Dispatch) => Dispatch, f: () => Promise<T>): Promise<T> {
+  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: Dispatch } } }).GPUComputePassEncoder.prototype;
+  const real = proto.dispatchWorkgroups;
+  proto.dispatchWorkgroups = replace(real);
+  try {
+    return await f();
+  } finally {
+    proto.dispatchWorkgroups = real;
+  }
+}
