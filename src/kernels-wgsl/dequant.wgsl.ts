@@ -64,9 +64,12 @@ export const DEQUANT_HELPERS = /* wgsl */ `
 fn x4(o: u32) -> vec4<f32> { return vec4<f32>(xs[o], xs[o + 1u], xs[o + 2u], xs[o + 3u]); }
 fn bytes4(w: u32) -> vec4<u32> { return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u); }
 fn nib4(w: u32) -> vec4<u32> { return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u); }
-fn i8x4(w: u32) -> vec4<f32> {
-  return vec4<f32>(vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u));
-}
+// q - (c - 2^23) for integers q < 2^23, exactly and without an integer-to-float conversion: the
+// bits 2^23 | q are the float 2^23 + q (c is 2^23 plus the encoding's offset). Conversions run at
+// a quarter of the float rate on NVIDIA multiprocessors; an OR and a subtraction at full rate.
+fn qf4(q: vec4<u32>, c: f32) -> vec4<f32> { return bitcast<vec4<f32>>(q | vec4<u32>(0x4b000000u)) - vec4<f32>(c); }
+// The four signed bytes of w as floats: byte ^ 0x80 is the byte + 128 (0..255).
+fn i8x4(w: u32) -> vec4<f32> { return qf4(bytes4(w ^ 0x80808080u), 8388736.0); }
 fn lo16(w: u32) -> f32 { return unpack2x16float(w).x; }
 fn bf2(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
 // Byte i (0..11) of the 12 packed K-quant scale bytes held in words s.x, s.y, s.z.
@@ -111,7 +114,7 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
   var s = 0.0;
   for (var k = 0u; k < 4u; k++) {
     let w = ${W('b + 1u + k')};
-    s += dot(vec4<f32>(nib4(w)) - 8.0, x4(xo + 4u * k)) + dot(vec4<f32>(nib4(w >> 4u)) - 8.0, x4(xo + 16u + 4u * k));
+    s += dot(qf4(nib4(w), 8388616.0), x4(xo + 4u * k)) + dot(qf4(nib4(w >> 4u), 8388616.0), x4(xo + 16u + 4u * k));
   }
   return lo16(${W('b')}) * s;
 }`;
@@ -124,7 +127,7 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
     let w = ${W('b + 1u + k')};
     let xa = x4(xo + 4u * k);
     let xb = x4(xo + 16u + 4u * k);
-    s += dot(vec4<f32>(nib4(w)), xa) + dot(vec4<f32>(nib4(w >> 4u)), xb);
+    s += dot(qf4(nib4(w), 8388608.0), xa) + dot(qf4(nib4(w >> 4u), 8388608.0), xb);
     t += dot(xa + xb, vec4<f32>(1.0));
   }
   let dm = unpack2x16float(${W('b')});
@@ -144,7 +147,7 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
     let h1 = ((vec4<u32>(qh) >> vec4<u32>(16u + 4u * k, 17u + 4u * k, 18u + 4u * k, 19u + 4u * k)) & vec4<u32>(1u)) << vec4<u32>(4u);
     let xa = x4(xo + 4u * k);
     let xb = x4(xo + 16u + 4u * k);
-    s += dot(vec4<f32>(nib4(w) | h0)${one ? '' : ' - 16.0'}, xa) + dot(vec4<f32>(nib4(w >> 4u) | h1)${one ? '' : ' - 16.0'}, xb);
+    s += dot(qf4(nib4(w) | h0, ${one ? '8388608.0' : '8388624.0'}), xa) + dot(qf4(nib4(w >> 4u) | h1, ${one ? '8388608.0' : '8388624.0'}), xb);
     ${one ? 't += dot(xa + xb, vec4<f32>(1.0));' : ''}
   }
   ${one ? `let dm = unpack2x16float(${W('b')});
@@ -169,7 +172,7 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
     let xv = x4(xo + 4u * k);
     var q = nib4(${W('qb + k')} >> sh);
     ${five ? `q = q | (((bytes4(${W('b + 4u + k')}) >> vec4<u32>(j)) & vec4<u32>(1u)) << vec4<u32>(4u));` : ''}
-    s += dot(vec4<f32>(q), xv);
+    s += dot(qf4(q, 8388608.0), xv);
     t += dot(xv, vec4<f32>(1.0));
   }
   return dm.x * sm.x * s - dm.y * sm.y * t;
@@ -190,7 +193,7 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
   var s0 = 0.0;
   var s1 = 0.0;
   for (var k = 0u; k < 8u; k++) {
-    let q = vec4<f32>(nib4(${W('qlb + k')} >> lsh) | ((bytes4(${W('qhb + k')} >> hsh) & vec4<u32>(3u)) << vec4<u32>(4u))) - 32.0;
+    let q = qf4(nib4(${W('qlb + k')} >> lsh) | ((bytes4(${W('qhb + k')} >> hsh) & vec4<u32>(3u)) << vec4<u32>(4u)), 8388640.0);
     let d = dot(q, x4(xo + 4u * k));
     if (k < 4u) { s0 += d; } else { s1 += d; }
   }

@@ -205,7 +205,7 @@ export function subgroupUnitDotWgsl(type: WeightType, buf: string, s: number): s
   let b = rb + u * 5u;
   ${loads}
   ${Array.from({ length: 4 }, (_, k) => `let w${k} = ${W(`b + ${1 + k}u`)};`).join(' ')}
-  let s = ${Array.from({ length: 4 }, (_, k) => `dot(vec4<f32>(nib4(w${k})) - 8.0, ${x4(4 * k)}) + dot(vec4<f32>(nib4(w${k} >> 4u)) - 8.0, ${x4(16 + 4 * k)})`).join('\n    + ')};
+  let s = ${Array.from({ length: 4 }, (_, k) => `dot(qf4(nib4(w${k}), 8388616.0), ${x4(4 * k)}) + dot(qf4(nib4(w${k} >> 4u), 8388616.0), ${x4(16 + 4 * k)})`).join('\n    + ')};
   return lo16(${W('b')}) * s;
 }`;
   }
