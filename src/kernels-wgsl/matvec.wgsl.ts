@@ -136,12 +136,17 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[${xsAt(p, 'c')}]; }`;
   }
   const ue = unitElems(type, p.cols);
-  const call = subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)}, sl)` : `${unitDotName(type, p.cols, buf)}(rb, u, ${xsAt(p, `(u - u0) * ${ue}u`)})`;
   return `
         let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
         let u0 = (${c0}) / ${ue}u;
         let u1 = (${c0} + ${len}) / ${ue}u;
-        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${call}; }`;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitCall(p, type, buf, 'rb')}; }`;
+}
+
+/** The unit dot of unit `u` of the packed row at word `row` with the staged input (in a loop over u from u0). */
+function unitCall(p: MatvecParams, type: WeightType, buf: string, row: string): string {
+  const xo = xsAt(p, `(u - u0) * ${unitElems(type, p.cols)}u`);
+  return subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(${row}, u, ${xo}, sl)` : `${unitDotName(type, p.cols, buf)}(${row}, u, ${xo})`;
 }
 
 /** The input values 4c .. 4c + 3 read straight from `act` (the direct form; `i` = 4c in scope). */
@@ -173,6 +178,30 @@ function directPair(p: MatvecParams): string | undefined {
           let xv = ${directInput4(p)};
           a0 += dot(bitcast<vec4<f32>>(${p.a.buf}_v(ra + c)), xv);
           a1 += dot(bitcast<vec4<f32>>(${b.buf}_v(rb + c)), xv);
+        }`;
+}
+
+/**
+ * gate/up with both matrices in one packed encoding (one segment each): ONE loop over the row's
+ * units feeding both dots, so that each unit's input values are read once for the two rows and
+ * both matrices' loads are in flight together (two loops read the staged input twice).
+ */
+function packedPair(p: MatvecParams, c0: string, len: string): string | undefined {
+  const b = p.b;
+  if (!b || p.a.segs.length !== 1 || b.segs.length !== 1) return undefined;
+  const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
+  const type = sa.types[0]!;
+  if (sa.types.length !== 1 || sb.types.length !== 1 || sb.types[0] !== type || type === 'f32') return undefined;
+  const ue = unitElems(type, p.cols);
+  const words = deviceRowWords(type, p.cols);
+  return `
+        let rba = ${sa.base} + ${segmentRow(sa)} * ${words}u;
+        let rbb = ${sb.base} + ${segmentRow(sb)} * ${words}u;
+        let u0 = (${c0}) / ${ue}u;
+        let u1 = (${c0} + ${len}) / ${ue}u;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
+          a0 += ${unitCall(p, type, p.a.buf, 'rba')};
+          a1 += ${unitCall(p, type, b.buf, 'rbb')};
         }`;
 }
 
@@ -277,7 +306,7 @@ export function matvecWgsl(p: MatvecParams): string {
   const dot = (c0: string, len: string) => `
       ${clampsRows(p, direct(p) && subgroupForm(p)) ? `{
       let r = min(r, ${p.rows - 1}u);` : `if (r < ${p.rows}u) {`}
-      ${directPair(p) ?? `${operandDot(p, p.a, 'a0', c0, len)}
+      ${directPair(p) ?? packedPair(p, c0, len) ?? `${operandDot(p, p.a, 'a0', c0, len)}
       ${dual ? operandDot(p, p.b!, 'a1', c0, len) : ''}`}
       }`;
   const reduce = (v: string) => (p.lanes === 1 ? '' : `

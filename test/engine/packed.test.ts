@@ -12,6 +12,7 @@ import { syntheticModel } from '../../src/loader/synthetic.ts';
 import type { LoadedModel, WeightType } from '../../src/loader/types.ts';
 import { argmaxOf, compareWithReference, relError, testDevice } from '../helpers/gpu.ts';
 import { withPackedWeights } from '../helpers/packed.ts';
+import { matvecWgsl } from '../../src/kernels-wgsl/matvec.wgsl.ts';
 
 const shape = {
   dim: 256, hiddenDim: 512, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 300,
@@ -28,8 +29,15 @@ const mixed = (): LoadedModel =>
 const all: Executor[] = [];
 afterAll(() => all.forEach((e) => e.destroy()));
 
-const compare = (model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 8): Promise<void> =>
-  compareWithReference(model, mode, opts, steps, all);
+// Each executor is destroyed after its comparison (the file builds more than a dozen).
+async function compare(model: LoadedModel, mode: Mode, opts: Omit<GpuOptions, 'mode'>, steps = 8): Promise<void> {
+  const keep: Executor[] = [];
+  try {
+    await compareWithReference(model, mode, opts, steps, keep);
+  } finally {
+    for (const e of keep) e.destroy();
+  }
+}
 
 describe('packed weights against the CPU reference', () => {
   it('the reference decodes every encoding (logits are not trivially equal)', async () => {
@@ -49,6 +57,19 @@ describe('packed weights against the CPU reference', () => {
   ] as const)('%s with %j on all eleven encodings', async (mode, opts) => {
     await compare(mixed(), mode, opts as Omit<GpuOptions, 'mode'>);
   }, 600_000);
+  // One encoding everywhere: gate and up share it, so gate_up walks both rows in one loop (packedPair).
+  it.each([
+    ['q4_0', 'per-layer', {}],
+    ['q8_0', 'looped', {}],
+    ['q4_k', 'per-layer', {}],
+    ['f16', 'looped', {}],
+    ['q4_0', 'per-op', { kernel: { style: 'gpu', wg: 64, lanes: 32, tile: 128, padStaging: true } }],
+    ['q6_k', 'per-op', { kernel: { style: 'gpu', wg: 64, lanes: 8, vec4: true } }],
+    ['q8_0', 'looped', { kernel: { style: 'gpu', wg: 64, lanes: 16 } }],
+  ] as const)('%s everywhere, %s with %j', async (type, mode, opts) => {
+    const m = withPackedWeights(syntheticModel(shape, 23), () => type);
+    await compare(m, mode, opts as Omit<GpuOptions, 'mode'>);
+  }, 600_000);
   it('looped K=4 decodes the reference greedy tokens', async () => {
     const m = mixed();
     const ref = await createExecutor(m, 'reference', testDevice);
@@ -57,4 +78,15 @@ describe('packed weights against the CPU reference', () => {
     all.push(ex);
     expect(await ex.decode([1, 7], 0, 20, GREEDY)).toEqual(want);
   }, 600_000);
+});
+
+describe('gate/up of one packed encoding', () => {
+  const op = (buf: string, type: WeightType) => ({ buf, segs: [{ r0: 0, rows: 64, base: '0u', types: [type] }] });
+  const gateUp = (ta: WeightType, tb: WeightType, lanes: number) =>
+    matvecWgsl({ name: 'gate_up', rows: 64, cols: 256, input: 'A_XN', a: op('w_ffn1', ta), b: op('w_ffn3', tb), epilogue: '', lanes, wg: 64, tile: 256 });
+  const loops = (wgsl: string) => wgsl.match(/for \(var u = /g)?.length ?? 0;
+  it.each([1, 32])('walks both rows in one loop over the units (%i lanes a row)', (lanes) => {
+    expect(loops(gateUp('q4_0', 'q4_0', lanes))).toBe(1);
+    expect(loops(gateUp('q4_k', 'q6_k', lanes))).toBe(2);
+  });
 });
