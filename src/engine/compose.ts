@@ -7,7 +7,7 @@
  * Each stage's WGSL is written once; only the glue differs.
  */
 import { type Handoff, commonWgsl } from '../kernels-wgsl/common.wgsl.ts';
-import { DEQUANT_HELPERS, TYPE_CODE, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
+import { TYPE_CODE, dequantHelpers, elemWgsl, unitDotWgsl, unitElems } from '../kernels-wgsl/dequant.wgsl.ts';
 import { matvecItems, matvecLanes, unitDotName } from '../kernels-wgsl/matvec.wgsl.ts';
 import { withoutBarriers } from '../kernels-wgsl/lockstep.wgsl.ts';
 import { SUBGROUP_ENABLE, SUBGROUP_UNIT_TYPES, subgroupSharing, subgroupUnitDotWgsl } from '../kernels-wgsl/subgroup.wgsl.ts';
@@ -46,7 +46,7 @@ function decoders(layout: Layout): string {
     }
   }
   const emb = layout.slots.emb.types[0];
-  return [DEQUANT_HELPERS, typeTables(layout), ...out.values(), elemWgsl(emb, 'w_emb')].join('\n');
+  return [dequantHelpers(layout.kernel.style ?? 'gpu'), typeTables(layout), ...out.values(), elemWgsl(emb, 'w_emb')].join('\n');
 }
 
 /**

@@ -53,7 +53,7 @@ export interface KernelOptions {
   /**
    * Subgroup rows of this width (kernels-wgsl/subgroup.wgsl.ts), the adapter's measured width
    * where it applies (device.ts); 0: off. With one invocation per matvec row (CPU adapters,
-   * width 4 or 8) the f32 and q8_0/q4_0 rows share input values over them: each lane loads one
+   * width 4 or 8) the f32 and block-encoded rows share input values over them: each lane loads one
    * column, the row reads the others with subgroupBroadcast. With several lanes per row (GPUs)
    * the matvecs and matmuls sum a row's lanes with subgroup operations instead of a
    * shared-memory tree.

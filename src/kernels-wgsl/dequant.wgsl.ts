@@ -59,8 +59,23 @@ export const TYPE_CODE: Record<WeightType, number> = {
   f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_1: 5, q5_0: 6, q4_k: 7, q5_k: 8, q6_k: 9, q5_1: 10,
 };
 
-/** Helpers shared by every decoder (buffer independent). */
-export const DEQUANT_HELPERS = /* wgsl */ `
+/**
+ * Helpers shared by every decoder (buffer independent). `style` picks how a signed byte becomes a
+ * float: on GPUs without a conversion (qf4), on CPU adapters by one (x86 converts at full rate;
+ * on lavapipe, stories15M shape, the conversion-free q8_0 classifier was no faster: 3337 us a call
+ * against 3201).
+ */
+export function dequantHelpers(style: 'cpu' | 'gpu'): string {
+  const i8x4 =
+    style === 'gpu'
+      ? '// The four signed bytes of w as floats: byte ^ 0x80 is the byte + 128 (0..255).\nfn i8x4(w: u32) -> vec4<f32> { return qf4(bytes4(w ^ 0x80808080u), 8388736.0); }'
+      : `fn i8x4(w: u32) -> vec4<f32> {
+  return vec4<f32>(vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u));
+}`;
+  return `${DEQUANT_COMMON}${i8x4}\n`;
+}
+
+const DEQUANT_COMMON = /* wgsl */ `
 fn x4(o: u32) -> vec4<f32> { return vec4<f32>(xs[o], xs[o + 1u], xs[o + 2u], xs[o + 3u]); }
 fn bytes4(w: u32) -> vec4<u32> { return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u); }
 fn nib4(w: u32) -> vec4<u32> { return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u); }
@@ -68,8 +83,6 @@ fn nib4(w: u32) -> vec4<u32> { return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) 
 // bits 2^23 | q are the float 2^23 + q (c is 2^23 plus the encoding's offset). Conversions run at
 // a quarter of the float rate on NVIDIA multiprocessors; an OR and a subtraction at full rate.
 fn qf4(q: vec4<u32>, c: f32) -> vec4<f32> { return bitcast<vec4<f32>>(q | vec4<u32>(0x4b000000u)) - vec4<f32>(c); }
-// The four signed bytes of w as floats: byte ^ 0x80 is the byte + 128 (0..255).
-fn i8x4(w: u32) -> vec4<f32> { return qf4(bytes4(w ^ 0x80808080u), 8388736.0); }
 fn lo16(w: u32) -> f32 { return unpack2x16float(w).x; }
 fn bf2(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
 // Byte i (0..11) of the 12 packed K-quant scale bytes held in words s.x, s.y, s.z.
@@ -85,105 +98,78 @@ fn sx8(w: u32) -> f32 { return f32(bitcast<i32>(w << 24u) >> 24u); }
 /** WGSL of the unit dot `ud_<type>_<buf>` for one weight buffer (W(i) = word i of it). */
 export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
   const W = (i: string) => `${buf}_w(${i})`;
-  const name = `ud_${type}_${buf}`;
-  const sig = `fn ${name}(rb: u32, u: u32, xo: u32) -> f32`;
-  switch (type) {
-    case 'f32':
-      throw new Error('f32 rows use the plain matvec loop');
-    case 'f16':
-    case 'bf16': {
-      const pair = type === 'f16' ? 'unpack2x16float' : 'bf2';
-      if (ue === 2) return `${sig} { let v = ${pair}(${W('rb + u')}); return v.x * xs[xo] + v.y * xs[xo + 1u]; }`;
-      return `${sig} {
+  const sig = `fn ud_${type}_${buf}(rb: u32, u: u32, xo: u32) -> f32`;
+  if (type === 'f32') throw new Error('f32 rows use the plain matvec loop');
+  if (type === 'f16' || type === 'bf16') {
+    const pair = type === 'f16' ? 'unpack2x16float' : 'bf2';
+    if (ue === 2) return `${sig} { let v = ${pair}(${W('rb + u')}); return v.x * xs[xo] + v.y * xs[xo + 1u]; }`;
+    return `${sig} {
   let b = rb + u * 4u;
   let a = vec4<f32>(${pair}(${W('b')}), ${pair}(${W('b + 1u')}));
   let c = vec4<f32>(${pair}(${W('b + 2u')}), ${pair}(${W('b + 3u')}));
   return dot(a, x4(xo)) + dot(c, x4(xo + 4u));
 }`;
-    }
+  }
+  return `${sig} {
+  ${blockUnitBody(type, W, (e) => `x4(xo + ${e}u)`)}
+}`;
+}
+
+/** Encodings whose unit is 32 values of a block (blockUnitBody). */
+export const BLOCK_UNIT_TYPES: readonly WeightType[] = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'];
+
+/**
+ * Statements of the dot of 32-value unit `u` of the block row at word `rb` with 32 input values,
+ * ending in `return`: `X4(e)` is the WGSL of input values e .. e + 3 of the unit. Unrolled, one
+ * block of statements per input vec4, each read where it is used (llvmpipe spilled registers when
+ * the eight were read first: q8_0 rows 1.3x slower). The unit dot from staged memory
+ * (unitDotWgsl) and the subgroup one (subgroup.wgsl.ts) are this body with two ways of reading
+ * the input.
+ */
+export function blockUnitBody(type: WeightType, W: (i: string) => string, X4: (e: number) => string): string {
+  const each = (ks: number[], body: (k: number) => string) => ks.map((k) => `{ ${body(k)} }`).join('\n  ');
+  const k8 = [0, 1, 2, 3, 4, 5, 6, 7];
+  const k4 = [0, 1, 2, 3];
+  switch (type) {
     case 'q8_0':
-      return `${sig} {
-  let b = rb + u * 9u;
+      return `let b = rb + u * 9u;
   var s = 0.0;
-  for (var k = 0u; k < 8u; k++) { s += dot(i8x4(${W('b + 1u + k')}), x4(xo + 4u * k)); }
-  return lo16(${W('b')}) * s;
-}`;
+  ${each(k8, (k) => `s += dot(i8x4(${W(`b + ${1 + k}u`)}), ${X4(4 * k)});`)}
+  return lo16(${W('b')}) * s;`;
     case 'q4_0':
-      return `${sig} {
-  let b = rb + u * 5u;
-  var s = 0.0;
-  for (var k = 0u; k < 4u; k++) {
-    let w = ${W('b + 1u + k')};
-    s += dot(qf4(nib4(w), 8388616.0), x4(xo + 4u * k)) + dot(qf4(nib4(w >> 4u), 8388616.0), x4(xo + 16u + 4u * k));
-  }
-  return lo16(${W('b')}) * s;
-}`;
     case 'q4_1':
-      return `${sig} {
-  let b = rb + u * 5u;
-  var s = 0.0;
-  var t = 0.0;
-  for (var k = 0u; k < 4u; k++) {
-    let w = ${W('b + 1u + k')};
-    let xa = x4(xo + 4u * k);
-    let xb = x4(xo + 16u + 4u * k);
-    s += dot(qf4(nib4(w), 8388608.0), xa) + dot(qf4(nib4(w >> 4u), 8388608.0), xb);
-    t += dot(xa + xb, vec4<f32>(1.0));
-  }
-  let dm = unpack2x16float(${W('b')});
-  return dm.x * s + dm.y * t;
-}`;
     case 'q5_0':
     case 'q5_1': {
-      const one = type === 'q5_1';
-      return `${sig} {
-  let b = rb + u * 6u;
-  let qh = ${W('b + 1u')};
+      const one = type === 'q4_1' || type === 'q5_1';
+      const five = type === 'q5_0' || type === 'q5_1';
+      const c = one ? '8388608.0' : five ? '8388624.0' : '8388616.0';
+      const hi = (bit: number) => (five ? ` | (((vec4<u32>(qh) >> vec4<u32>(${bit}u, ${bit + 1}u, ${bit + 2}u, ${bit + 3}u)) & vec4<u32>(1u)) << vec4<u32>(4u))` : '');
+      return `let b = rb + u * ${five ? 6 : 5}u;${five ? `\n  let qh = ${W('b + 1u')};` : ''}
   var s = 0.0;
-  ${one ? 'var t = 0.0;' : ''}
-  for (var k = 0u; k < 4u; k++) {
-    let w = ${W('b + 2u + k')};
-    let h0 = ((vec4<u32>(qh) >> vec4<u32>(4u * k, 4u * k + 1u, 4u * k + 2u, 4u * k + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let h1 = ((vec4<u32>(qh) >> vec4<u32>(16u + 4u * k, 17u + 4u * k, 18u + 4u * k, 19u + 4u * k)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let xa = x4(xo + 4u * k);
-    let xb = x4(xo + 16u + 4u * k);
-    s += dot(qf4(nib4(w) | h0, ${one ? '8388608.0' : '8388624.0'}), xa) + dot(qf4(nib4(w >> 4u) | h1, ${one ? '8388608.0' : '8388624.0'}), xb);
-    ${one ? 't += dot(xa + xb, vec4<f32>(1.0));' : ''}
-  }
+  var tv = vec4<f32>(0.0);
+  ${each(k4, (k) => `let w = ${W(`b + ${(five ? 2 : 1) + k}u`)}; let xa = ${X4(4 * k)}; let xb = ${X4(16 + 4 * k)};
+    s += dot(qf4(nib4(w)${hi(4 * k)}, ${c}), xa) + dot(qf4(nib4(w >> 4u)${hi(16 + 4 * k)}, ${c}), xb);${one ? ' tv += xa + xb;' : ''}`)}
   ${one ? `let dm = unpack2x16float(${W('b')});
-  return dm.x * s + dm.y * t;` : `return lo16(${W('b')}) * s;`}
-}`;
+  return dm.x * s + dm.y * dot(tv, vec4<f32>(1.0));` : `return lo16(${W('b')}) * s;`}`;
     }
     case 'q4_k':
     case 'q5_k': {
       const five = type === 'q5_k';
-      const words = five ? 44 : 36;
-      const qs = five ? 12 : 4;
-      return `${sig} {
-  let b = rb + (u >> 3u) * ${words}u;
+      return `let b = rb + (u >> 3u) * ${five ? 44 : 36}u;
   let j = u & 7u;
   let dm = unpack2x16float(${W('b')});
   let sm = k4sm(vec3<u32>(${W('b + 1u')}, ${W('b + 2u')}, ${W('b + 3u')}), j);
-  let qb = b + ${qs}u + 8u * (j >> 1u);
+  let qb = b + ${five ? 12 : 4}u + 8u * (j >> 1u);
   let sh = 4u * (j & 1u);
   var s = 0.0;
-  var t = 0.0;
-  for (var k = 0u; k < 8u; k++) {
-    let xv = x4(xo + 4u * k);
-    var q = nib4(${W('qb + k')} >> sh);
-    ${five ? `q = q | (((bytes4(${W('b + 4u + k')}) >> vec4<u32>(j)) & vec4<u32>(1u)) << vec4<u32>(4u));` : ''}
-    s += dot(qf4(q, 8388608.0), xv);
-    t += dot(xv, vec4<f32>(1.0));
-  }
-  return dm.x * sm.x * s - dm.y * sm.y * t;
-}`;
+  var tv = vec4<f32>(0.0);
+  ${each(k8, (k) => `let xv = ${X4(4 * k)}; s += dot(qf4(nib4(${W(`qb + ${k}u`)} >> sh)${five ? ` | (((bytes4(${W(`b + ${4 + k}u`)}) >> vec4<u32>(j)) & vec4<u32>(1u)) << vec4<u32>(4u))` : ''}, 8388608.0), xv); tv += xv;`)}
+  return dm.x * sm.x * s - dm.y * sm.y * dot(tv, vec4<f32>(1.0));`;
     }
     case 'q6_k':
-      return `${sig} {
-  let b = rb + (u >> 3u) * 53u;
-  let v = u & 7u;
-  let n = v >> 2u;
-  let g = v & 3u;
+      return `let b = rb + (u >> 3u) * 53u;
+  let n = (u & 7u) >> 2u;
+  let g = u & 3u;
   let qlb = b + 16u * n + 8u * (g & 1u);
   let qhb = b + 32u + 8u * n;
   let si = 8u * n + 2u * g;
@@ -192,13 +178,10 @@ export function unitDotWgsl(type: WeightType, buf: string, ue: number): string {
   let hsh = 2u * g;
   var s0 = 0.0;
   var s1 = 0.0;
-  for (var k = 0u; k < 8u; k++) {
-    let q = qf4(nib4(${W('qlb + k')} >> lsh) | ((bytes4(${W('qhb + k')} >> hsh) & vec4<u32>(3u)) << vec4<u32>(4u)), 8388640.0);
-    let d = dot(q, x4(xo + 4u * k));
-    if (k < 4u) { s0 += d; } else { s1 += d; }
-  }
-  return lo16(${W('b + 52u')}) * (sx8(sw) * s0 + sx8(sw >> 8u) * s1);
-}`;
+  ${each(k8, (k) => `s${k < 4 ? 0 : 1} += dot(qf4(nib4(${W(`qlb + ${k}u`)} >> lsh) | ((bytes4(${W(`qhb + ${k}u`)} >> hsh) & vec4<u32>(3u)) << vec4<u32>(4u)), 8388640.0), ${X4(4 * k)});`)}
+  return lo16(${W('b + 52u')}) * (sx8(sw) * s0 + sx8(sw >> 8u) * s1);`;
+    default:
+      throw new Error(`no unit dot for ${type}`);
   }
 }
 

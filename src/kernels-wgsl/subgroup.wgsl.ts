@@ -15,6 +15,7 @@
  */
 
 import type { WeightType } from '../loader/types.ts';
+import { BLOCK_UNIT_TYPES, blockUnitBody } from './dequant.wgsl.ts';
 
 /** Module header of kernels that use the subgroup form. */
 export const SUBGROUP_ENABLE = 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);';
@@ -178,8 +179,8 @@ export function subgroupLaneSum(p: { sg?: number; lanes: number; wg: number }): 
   return s > 0 && p.lanes > 1 && pow2(s) && pow2(p.lanes) && p.wg % s === 0 && p.wg % p.lanes === 0;
 }
 
-/** Packed encodings with a subgroup unit dot (subgroupUnitDotWgsl). */
-export const SUBGROUP_UNIT_TYPES: readonly WeightType[] = ['q8_0', 'q4_0'];
+/** Packed encodings with a subgroup unit dot (subgroupUnitDotWgsl): every 32-value block unit. */
+export const SUBGROUP_UNIT_TYPES: readonly WeightType[] = BLOCK_UNIT_TYPES;
 
 /**
  * Subgroup form of a 32-value unit dot (`uds_<type>_<buf>(rb, u, xo, sl)`, same result as the
@@ -187,27 +188,12 @@ export const SUBGROUP_UNIT_TYPES: readonly WeightType[] = ['q8_0', 'q4_0'];
  * instead of 32, and every value of the unit comes from subgroupBroadcast.
  */
 export function subgroupUnitDotWgsl(type: WeightType, buf: string, s: number): string {
-  const W = (i: string) => `${buf}_w(${i})`;
-  const x = (e: number) => `subgroupBroadcast(x${Math.floor(e / s)}, ${e % s}u)`;
+  if (!SUBGROUP_UNIT_TYPES.includes(type)) throw new Error(`no subgroup unit dot for ${type}`);
+  const x = (e: number) => `subgroupBroadcast(l${Math.floor(e / s)}, ${e % s}u)`;
   const x4 = (e: number) => `vec4<f32>(${[0, 1, 2, 3].map((d) => x(e + d)).join(', ')})`;
-  const loads = Array.from({ length: 32 / s }, (_, i) => `let x${i} = xs[xo + ${i * s}u + sl];`).join(' ');
-  const sig = `fn uds_${type}_${buf}(rb: u32, u: u32, xo: u32, sl: u32) -> f32`;
-  if (type === 'q8_0') {
-    return `${sig} {
-  let b = rb + u * 9u;
+  const loads = Array.from({ length: 32 / s }, (_, i) => `let l${i} = xs[xo + ${i * s}u + sl];`).join(' ');
+  return `fn uds_${type}_${buf}(rb: u32, u: u32, xo: u32, sl: u32) -> f32 {
   ${loads}
-  let s = ${Array.from({ length: 8 }, (_, k) => `dot(i8x4(${W(`b + ${1 + k}u`)}), ${x4(4 * k)})`).join('\n    + ')};
-  return lo16(${W('b')}) * s;
+  ${blockUnitBody(type, (i) => `${buf}_w(${i})`, x4)}
 }`;
-  }
-  if (type === 'q4_0') {
-    return `${sig} {
-  let b = rb + u * 5u;
-  ${loads}
-  ${Array.from({ length: 4 }, (_, k) => `let w${k} = ${W(`b + ${1 + k}u`)};`).join(' ')}
-  let s = ${Array.from({ length: 4 }, (_, k) => `dot(qf4(nib4(w${k}), 8388616.0), ${x4(4 * k)}) + dot(qf4(nib4(w${k} >> 4u), 8388616.0), ${x4(16 + 4 * k)})`).join('\n    + ')};
-  return lo16(${W('b')}) * s;
-}`;
-  }
-  throw new Error(`no subgroup unit dot for ${type}`);
 }
