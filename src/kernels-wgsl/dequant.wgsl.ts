@@ -145,8 +145,7 @@ export function blockUnitBody(type: WeightType, W: (i: string) => string, X4: (e
       const c = one ? '8388608.0' : five ? '8388624.0' : '8388616.0';
       const hi = (bit: number) => (five ? ` | (((vec4<u32>(qh) >> vec4<u32>(${bit}u, ${bit + 1}u, ${bit + 2}u, ${bit + 3}u)) & vec4<u32>(1u)) << vec4<u32>(4u))` : '');
       return `let b = rb + u * ${five ? 6 : 5}u;${five ? `\n  let qh = ${W('b + 1u')};` : ''}
-  var s = 0.0;
-  var tv = vec4<f32>(0.0);
+  var s = 0.0;${one ? '\n  var tv = vec4<f32>(0.0);' : ''}
   ${each(k4, (k) => `let w = ${W(`b + ${(five ? 2 : 1) + k}u`)}; let xa = ${X4(4 * k)}; let xb = ${X4(16 + 4 * k)};
     s += dot(qf4(nib4(w)${hi(4 * k)}, ${c}), xa) + dot(qf4(nib4(w >> 4u)${hi(16 + 4 * k)}, ${c}), xb);${one ? ' tv += xa + xb;' : ''}`)}
   ${one ? `let dm = unpack2x16float(${W('b')});

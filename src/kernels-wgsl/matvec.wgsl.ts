@@ -135,18 +135,23 @@ function dotOf(p: MatvecParams, buf: string, seg: MatSegment, type: WeightType, 
         let row = ${seg.base} + ${rel} * ${p.cols}u + ${c0};
         for (var c = lane; c < ${len}; c += ${p.lanes}u) { ${acc} += bitcast<f32>(${buf}_w(row + c)) * xs[${xsAt(p, 'c')}]; }`;
   }
-  const ue = unitElems(type, p.cols);
   return `
-        let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;
-        let u0 = (${c0}) / ${ue}u;
-        let u1 = (${c0} + ${len}) / ${ue}u;
-        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) { ${acc} += ${unitCall(p, type, buf, 'rb')}; }`;
+        let rb = ${seg.base} + ${rel} * ${deviceRowWords(type, p.cols)}u;${unitLoop(p, type, c0, len, [{ acc, buf, row: 'rb' }])}`;
 }
 
-/** The unit dot of unit `u` of the packed row at word `row` with the staged input (in a loop over u from u0). */
-function unitCall(p: MatvecParams, type: WeightType, buf: string, row: string): string {
-  const xo = xsAt(p, `(u - u0) * ${unitElems(type, p.cols)}u`);
-  return subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(${row}, u, ${xo}, sl)` : `${unitDotName(type, p.cols, buf)}(${row}, u, ${xo})`;
+/**
+ * The loop over a lane's units of columns [c0, c0 + len) of packed `type` rows, adding each
+ * row's unit dot with the staged input to its accumulator (`row`: the WGSL of its first word).
+ */
+function unitLoop(p: MatvecParams, type: WeightType, c0: string, len: string, rows: { acc: string; buf: string; row: string }[]): string {
+  const ue = unitElems(type, p.cols);
+  const xo = xsAt(p, `(u - u0) * ${ue}u`);
+  const call = (buf: string, row: string) =>
+    subgroupUnit(p, type) ? `s${unitDotName(type, p.cols, buf)}(${row}, u, ${xo}, sl)` : `${unitDotName(type, p.cols, buf)}(${row}, u, ${xo})`;
+  return `
+        let u0 = (${c0}) / ${ue}u;
+        let u1 = (${c0} + ${len}) / ${ue}u;
+        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {${rows.map((r) => ` ${r.acc} += ${call(r.buf, r.row)};`).join('')} }`;
 }
 
 /** The input values 4c .. 4c + 3 read straight from `act` (the direct form; `i` = 4c in scope). */
@@ -194,17 +199,13 @@ function packedPair(p: MatvecParams, c0: string, len: string): string | undefine
   const [sa, sb] = [p.a.segs[0]!, b.segs[0]!];
   const type = sa.types[0]!;
   if (sa.types.length !== 1 || sb.types.length !== 1 || sb.types[0] !== type || type === 'f32') return undefined;
-  const ue = unitElems(type, p.cols);
   const words = deviceRowWords(type, p.cols);
   return `
         let rba = ${sa.base} + ${segmentRow(sa)} * ${words}u;
-        let rbb = ${sb.base} + ${segmentRow(sb)} * ${words}u;
-        let u0 = (${c0}) / ${ue}u;
-        let u1 = (${c0} + ${len}) / ${ue}u;
-        for (var u = u0 + lane; u < u1; u += ${p.lanes}u) {
-          a0 += ${unitCall(p, type, p.a.buf, 'rba')};
-          a1 += ${unitCall(p, type, b.buf, 'rbb')};
-        }`;
+        let rbb = ${sb.base} + ${segmentRow(sb)} * ${words}u;${unitLoop(p, type, c0, len, [
+          { acc: 'a0', buf: p.a.buf, row: 'rba' },
+          { acc: 'a1', buf: b.buf, row: 'rbb' },
+        ])}`;
 }
 
 /**
